@@ -1,0 +1,3 @@
+from stream_server.cli import main
+
+raise SystemExit(main())

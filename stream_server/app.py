@@ -1,0 +1,58 @@
+"""The application factory: `create_app(settings)` wires the service to the transports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+from aiohttp import web
+
+from stream_server.decoder.whisper import SpeechModel
+from stream_server.models import resolve_model
+from stream_server.service import TranscriptionService
+from stream_server.settings import Settings
+from stream_server.transports import openai_api
+from stream_server.transports.appkeys import SERVICE, SETTINGS
+from stream_server.transports.auth import auth_middleware
+from stream_server.transports.errors import error_middleware
+
+
+def load_model(settings: Settings) -> SpeechModel:
+    source = resolve_model(settings.model, settings.model_cache_dir)
+    return SpeechModel(
+        source,
+        device=settings.device,
+        compute_type=settings.compute_type,
+        cpu_threads=settings.cpu_threads,
+    )
+
+
+def create_app(settings: Settings, *, model: SpeechModel | None = None) -> web.Application:
+    """Build the app. With `model` given (tests), it is used instead of loading one."""
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware],
+        client_max_size=settings.max_upload_bytes + 1024 * 1024,
+    )
+    app[SETTINGS] = settings
+    app.add_routes(openai_api.routes)
+    app.cleanup_ctx.append(partial(_service_context, model=model))
+    return app
+
+
+async def _service_context(app: web.Application, model: SpeechModel | None) -> AsyncIterator[None]:
+    """Own the executor and the model; /health says 503 until the model is in."""
+    executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="decode")
+    service = TranscriptionService(executor)
+    app[SERVICE] = service
+    loading = None
+    if model is not None:
+        service.use(model)
+    else:
+        loading = asyncio.create_task(service.load(partial(load_model, app[SETTINGS])))
+    yield
+    if loading is not None:
+        loading.cancel()
+    executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,123 @@
+"""`stream-server serve`: flags, each with an environment variable, turned into Settings."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from stream_server.settings import MEGABYTE, Settings, default_data_dir
+
+ENV_PREFIX = "STREAM_SERVER_"
+log = logging.getLogger("stream_server")
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    def default(name: str, fallback: object) -> object:
+        return env.get(ENV_PREFIX + name, fallback)
+
+    parser = argparse.ArgumentParser(prog="stream-server", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="run the HTTP server (the default command)")
+    defaults = Settings()
+    serve.add_argument("--host", default=default("HOST", defaults.host), help="address to bind [STREAM_SERVER_HOST]")
+    serve.add_argument("--port", type=int, default=default("PORT", defaults.port), help="[STREAM_SERVER_PORT]")
+    serve.add_argument(
+        "--model",
+        default=default("MODEL", defaults.model),
+        help="tiny.en, base, small (bundled), a CTranslate2 directory, or a hub id [STREAM_SERVER_MODEL]",
+    )
+    serve.add_argument("--device", choices=["cpu", "cuda", "auto"], default=default("DEVICE", defaults.device), help="[STREAM_SERVER_DEVICE]")
+    serve.add_argument(
+        "--compute-type",
+        default=default("COMPUTE_TYPE", defaults.compute_type),
+        help="auto, int8, int8_float16, float16, float32, ... [STREAM_SERVER_COMPUTE_TYPE]",
+    )
+    serve.add_argument(
+        "--cpu-threads", type=int, default=default("CPU_THREADS", 0), help="0 = all cores [STREAM_SERVER_CPU_THREADS]"
+    )
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        dest="api_keys",
+        help="accepted bearer key; repeat for several [STREAM_SERVER_API_KEYS, comma separated]",
+    )
+    serve.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        default=_truthy(default("ALLOW_UNAUTHENTICATED", "")),
+        help="allow a non-loopback --host with no API keys [STREAM_SERVER_ALLOW_UNAUTHENTICATED]",
+    )
+    serve.add_argument("--data-dir", type=Path, default=default("DATA_DIR", default_data_dir()), help="[STREAM_SERVER_DATA_DIR]")
+    serve.add_argument(
+        "--max-upload-mb", type=float, default=default("MAX_UPLOAD_MB", 25), help="[STREAM_SERVER_MAX_UPLOAD_MB]"
+    )
+    serve.add_argument("--log-level", default=default("LOG_LEVEL", "info"), help="[STREAM_SERVER_LOG_LEVEL]")
+    return parser
+
+
+def _truthy(value: object) -> bool:
+    return str(value).lower() in {"1", "true", "yes", "on"}
+
+
+def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    keys = args.api_keys or [k for k in env.get(ENV_PREFIX + "API_KEYS", "").split(",")]
+    return Settings(
+        host=args.host,
+        port=int(args.port),
+        model=args.model,
+        device=args.device,
+        compute_type=args.compute_type,
+        cpu_threads=int(args.cpu_threads),
+        api_keys=tuple(k.strip() for k in keys if k.strip()),
+        allow_unauthenticated=args.allow_unauthenticated,
+        data_dir=Path(args.data_dir),
+        max_upload_bytes=int(float(args.max_upload_mb) * MEGABYTE),
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(a[4][0]).is_loopback for a in socket.getaddrinfo(host, None))
+        except OSError:
+            return False
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in {"-h", "--help"}:
+        argv.insert(0, "serve")
+    args = build_parser(env).parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = settings_from_args(args, env)
+    if not settings.api_keys:
+        if not is_loopback(settings.host) and not settings.allow_unauthenticated:
+            log.error(
+                "refusing to listen on %s with no API keys: give --api-key (or STREAM_SERVER_API_KEYS), "
+                "or --allow-unauthenticated to expose an open server",
+                settings.host,
+            )
+            return 2
+        log.warning(
+            "no API keys configured: anyone who can reach %s:%d can use this server",
+            settings.host,
+            settings.port,
+        )
+    from stream_server.app import create_app  # imported late: it pulls in the model libraries
+
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    return 0

@@ -1,0 +1,1 @@
+"""The speech model and what it returns."""

@@ -1,0 +1,137 @@
+"""The one module that touches faster-whisper's model. Every call here blocks: run it in an executor."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import ctranslate2
+import numpy as np
+from faster_whisper import WhisperModel
+
+from stream_server.audio import SAMPLE_RATE
+from stream_server.decoder.results import Segment, Transcription, Word
+from stream_server.errors import InvalidRequest
+from stream_server.models import ModelSource
+
+log = logging.getLogger(__name__)
+
+TEMPERATURE_STEP = 0.2
+"""Whisper's fallback schedule: retry hotter by this step when a decode looks degenerate."""
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    language: str | None = None
+    """ISO-639-1 code; None detects it."""
+    prompt: str | None = None
+    """Text the decoder is conditioned on (names, spelling, the text before)."""
+    temperature: float = 0.0
+    """First temperature of the fallback schedule; 0 is greedy/beam first."""
+    word_timestamps: bool = False
+    beam_size: int = 5
+    vad_filter: bool = True
+    """Skip non-speech (Silero VAD): no words are invented on silence or noise."""
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def resolve_compute_type(compute_type: str, device: str) -> str:
+    if compute_type != "auto":
+        return compute_type
+    return "float16" if device == "cuda" else "int8"
+
+
+class SpeechModel:
+    """A loaded Whisper model, shared by every request."""
+
+    def __init__(
+        self,
+        source: ModelSource,
+        *,
+        device: str = "auto",
+        compute_type: str = "auto",
+        cpu_threads: int = 0,
+        num_workers: int = 1,
+    ):
+        self.name = source.name
+        self.device = resolve_device(device)
+        self.compute_type = resolve_compute_type(compute_type, self.device)
+        self.num_workers = num_workers
+        self._model = WhisperModel(
+            source.location,
+            device=self.device,
+            compute_type=self.compute_type,
+            cpu_threads=cpu_threads or (os.cpu_count() or 1),
+            num_workers=num_workers,
+        )
+        log.info(
+            "loaded model %s (%s) on %s/%s", source.name, source.origin, self.device, self.compute_type
+        )
+
+    @property
+    def is_multilingual(self) -> bool:
+        return self._model.model.is_multilingual
+
+    @property
+    def supported_languages(self) -> list[str]:
+        return list(self._model.supported_languages)
+
+    def check_language(self, language: str | None) -> None:
+        """Refuse a language the model cannot transcribe rather than guessing English."""
+        if language is None:
+            return
+        if language not in self.supported_languages:
+            if not self.is_multilingual:
+                message = f"model '{self.name}' transcribes English only; it cannot do '{language}'"
+            else:
+                message = f"'{language}' is not a language model '{self.name}' knows (ISO-639-1 codes)"
+            raise InvalidRequest(message, param="language", code="unsupported_language")
+
+    def count_tokens(self, text: str | None) -> int:
+        return len(self._model.hf_tokenizer.encode(text, add_special_tokens=False).ids) if text else 0
+
+    def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcription:
+        """Decode a whole recording (16 kHz mono float32)."""
+        self.check_language(options.language)
+        segments, info = self._model.transcribe(
+            audio,
+            language=options.language,
+            initial_prompt=options.prompt,
+            temperature=temperature_schedule(options.temperature),
+            word_timestamps=options.word_timestamps,
+            beam_size=options.beam_size,
+            vad_filter=options.vad_filter,
+        )
+        return Transcription(
+            language=info.language,
+            duration=len(audio) / SAMPLE_RATE,
+            segments=tuple(_segment(s) for s in segments),
+            prompt_tokens=self.count_tokens(options.prompt),
+        )
+
+
+def temperature_schedule(first: float) -> tuple[float, ...]:
+    steps = int(round((1.0 - first) / TEMPERATURE_STEP))
+    return tuple(round(first + i * TEMPERATURE_STEP, 2) for i in range(steps + 1)) or (first,)
+
+
+def _segment(s) -> Segment:  # faster_whisper.transcribe.Segment
+    return Segment(
+        id=s.id,
+        seek=s.seek,
+        start=s.start,
+        end=s.end,
+        text=s.text,
+        tokens=tuple(s.tokens),
+        temperature=s.temperature,
+        avg_logprob=s.avg_logprob,
+        compression_ratio=s.compression_ratio,
+        no_speech_prob=s.no_speech_prob,
+        words=tuple(Word(w.start, w.end, w.word, w.probability) for w in s.words or ()),
+    )

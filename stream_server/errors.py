@@ -1,0 +1,58 @@
+"""Domain errors. They know nothing of HTTP: the transports map each kind to a status."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """A failure the client should hear about, in OpenAI's error vocabulary."""
+
+    error_type = "invalid_request_error"
+    default_code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code or self.default_code
+
+
+class InvalidRequest(ServiceError):
+    """A missing, malformed or unsupported field."""
+
+
+class AudioDecodeError(InvalidRequest):
+    """The uploaded bytes are not audio we can decode."""
+
+    default_code = "invalid_audio"
+
+
+class Unauthorized(ServiceError):
+    default_code = "invalid_api_key"
+
+
+class Forbidden(ServiceError):
+    default_code = "forbidden"
+
+
+class NotFound(ServiceError):
+    default_code = "not_found"
+
+
+class PayloadTooLarge(ServiceError):
+    default_code = "file_too_large"
+
+
+class Overloaded(ServiceError):
+    """No capacity now; the client may retry after `retry_after` seconds."""
+
+    error_type = "rate_limit_error"
+    default_code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, **kwargs: str | None):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class NotReady(ServiceError):
+    error_type = "server_error"
+    default_code = "model_not_ready"

@@ -1,0 +1,58 @@
+"""The transcription service: owns the shared model and the executor its calls run in."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import TypeVar
+
+from stream_server.audio.decode import decode_file
+from stream_server.decoder.results import Transcription
+from stream_server.decoder.whisper import SpeechModel, TranscribeOptions
+from stream_server.errors import NotReady
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class TranscriptionService:
+    """Every blocking call (audio decoding, the model) goes through `run` onto the executor."""
+
+    def __init__(self, executor: Executor):
+        self._executor = executor
+        self._model: SpeechModel | None = None
+        self.load_error: str | None = None
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def load(self, factory: Callable[[], SpeechModel]) -> None:
+        try:
+            self._model = await self.run(factory)
+        except Exception as exc:  # any load failure must surface in /health and the log
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("model failed to load: %s", self.load_error)
+
+    def use(self, model: SpeechModel) -> None:
+        self._model = model
+
+    @property
+    def ready(self) -> bool:
+        return self._model is not None
+
+    @property
+    def model(self) -> SpeechModel:
+        if self._model is None:
+            reason = self.load_error or "the model is still loading; retry shortly"
+            raise NotReady(f"not ready: {reason}")
+        return self._model
+
+    async def transcribe_file(
+        self, data: bytes, filename: str | None, options: TranscribeOptions
+    ) -> Transcription:
+        model = self.model
+        model.check_language(options.language)
+        audio = await self.run(decode_file, data, filename)
+        return await self.run(model.transcribe, audio, options)

@@ -1,0 +1,41 @@
+"""The one settings object, built once at start-up and handed to `create_app`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_MODEL = "tiny.en"
+MEGABYTE = 1024 * 1024
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "stream-server"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    model: str = DEFAULT_MODEL
+    """Model name (`tiny.en`, `base`, `small`), a local CTranslate2 directory, or a hub id."""
+    device: str = "auto"
+    """`cpu`, `cuda` or `auto` (cuda when a GPU is visible)."""
+    compute_type: str = "auto"
+    """CTranslate2 compute type; `auto` is int8 on CPU and float16 on CUDA."""
+    cpu_threads: int = 0
+    """Threads per model call; 0 uses every core."""
+    api_keys: tuple[str, ...] = ()
+    """Bearer keys accepted; empty means no authentication (loopback only by default)."""
+    allow_unauthenticated: bool = False
+    """Allow listening on a non-loopback address with no API keys."""
+    data_dir: Path = field(default_factory=default_data_dir)
+    """Where the joined bundled models (and later stored files) live."""
+    max_upload_bytes: int = 25 * MEGABYTE
+    """Largest accepted audio upload, enforced while reading."""
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.data_dir / "models"

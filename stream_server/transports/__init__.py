@@ -1,0 +1,1 @@
+"""Thin adapters between the network and the service: parse, call, serialise."""
