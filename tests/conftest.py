@@ -1,0 +1,92 @@
+"""Shared fixtures: the real bundled model, real audio, the app in-process or on a real port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from stream_server.app import create_app, load_model
+from stream_server.decoder.whisper import SpeechModel
+from stream_server.settings import Settings
+
+AUDIO_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "audio"
+
+
+def audio_path(name: str) -> Path:
+    path = AUDIO_DIR / name
+    if not path.is_file():
+        pytest.fail(f"test audio {path} is missing: the repo expects ../shared/audio beside it")
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def speech_model(model_cache: Path) -> SpeechModel:
+    """tiny.en from its PyPI package, loaded once for the whole run."""
+    return load_model(Settings(data_dir=model_cache))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path, port=0)
+
+
+@pytest.fixture
+async def client(aiohttp_client, settings: Settings, speech_model: SpeechModel):
+    """An in-process test client on the real model."""
+    return await aiohttp_client(create_app(settings, model=speech_model))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve_in_thread(settings: Settings, model: SpeechModel | None = None) -> Iterator[str]:
+    """Run the server on a real loopback port in its own thread (for sync clients such as the
+    openai SDK); yields its base URL and stops it afterwards."""
+    settings = replace(settings, host="127.0.0.1", port=settings.port or free_port())
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(create_app(settings, model=model))
+    started = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, settings.host, settings.port).start())
+        started.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=run, name="test-server", daemon=True)
+    thread.start()
+    if not started.wait(30):
+        raise RuntimeError("test server did not start")
+    try:
+        yield f"http://{settings.host}:{settings.port}"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory, speech_model: SpeechModel) -> Iterator[str]:
+    """One real server on loopback, no keys, shared by the sync-client tests."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("live"))
+    with serve_in_thread(settings, speech_model) as url:
+        yield url
