@@ -1,0 +1,74 @@
+"""LocalAgreement-2: a word is committed once two consecutive hypotheses agree on it.
+
+Hypotheses are decodes of a growing window; each re-reads audio whose words were already
+committed, so those are dropped first (by time, then by matching the committed tail).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from stream_server.decoder.results import Word
+
+TIME_TOLERANCE = 0.2
+"""Seconds a re-decoded word may start before the last committed word's end and still be new."""
+MAX_OVERLAP_WORDS = 5
+"""Longest run of committed words searched for at the head of a new hypothesis."""
+
+_NON_WORD = re.compile(r"[^\w']+")
+
+
+def normalise(word: str) -> str:
+    """Compare words ignoring case and punctuation: 'country,' agrees with 'Country'."""
+    return _NON_WORD.sub("", word.lower())
+
+
+@dataclass
+class LocalAgreement:
+    committed: list[Word] = field(default_factory=list)
+    """Every word committed so far, in order."""
+    tail: list[Word] = field(default_factory=list)
+    """The last hypothesis past the committed words: the unstable tail."""
+
+    @property
+    def committed_end(self) -> float:
+        return self.committed[-1].end if self.committed else 0.0
+
+    def update(self, hypothesis: list[Word]) -> list[Word]:
+        """Take a new hypothesis; return the words it newly commits."""
+        new = self.unseen(hypothesis)
+        agreed: list[Word] = []
+        for previous, current in zip(self.tail, new):
+            if normalise(previous.text) != normalise(current.text):
+                break
+            agreed.append(current)
+        self.committed += agreed
+        self.tail = new[len(agreed) :]
+        return agreed
+
+    def commit_all(self, hypothesis: list[Word]) -> list[Word]:
+        """The last decode of an utterance: everything past the committed words is final."""
+        words = self.unseen(hypothesis)
+        self.committed += words
+        self.tail = []
+        return words
+
+    def commit_tail_before(self, time: float) -> list[Word]:
+        """Force-commit the tail words that end before `time` (bounds the window on long speech)."""
+        forced = [w for w in self.tail if w.end <= time]
+        self.committed += forced
+        self.tail = self.tail[len(forced) :]
+        return forced
+
+    def unseen(self, hypothesis: list[Word]) -> list[Word]:
+        """Drop the words of `hypothesis` that repeat committed ones."""
+        if not self.committed:
+            return list(hypothesis)
+        fresh = [w for w in hypothesis if w.start >= self.committed_end - TIME_TOLERANCE]
+        committed_tail = [normalise(w.text) for w in self.committed[-MAX_OVERLAP_WORDS:]]
+        head = [normalise(w.text) for w in fresh[:MAX_OVERLAP_WORDS]]
+        for n in range(min(len(committed_tail), len(head)), 0, -1):
+            if committed_tail[-n:] == head[:n]:
+                return fresh[n:]
+        return fresh

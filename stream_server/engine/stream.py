@@ -1,0 +1,273 @@
+"""The live transcriber: 16 kHz PCM pushed as it arrives, events published as text firms up.
+
+Per utterance (cut by the VAD), it decodes a rolling window every `step_s` of new speech,
+commits what two consecutive decodes agree on, and decodes the whole remaining window once
+more when the utterance ends. One decode at a time per stream, in utterance order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Awaitable, Protocol
+
+import numpy as np
+
+from stream_server.audio import SAMPLE_RATE
+from stream_server.decoder.results import Segment, Transcription, Word
+from stream_server.engine.stability import LocalAgreement
+from stream_server.events import (
+    Event,
+    SpeechStarted,
+    SpeechStopped,
+    StreamDone,
+    StreamFailed,
+    TextCommitted,
+    TextPartial,
+    UtteranceDone,
+)
+from stream_server.vad.segmenter import SpeechAudio, SpeechEnd, SpeechSegmenter, SpeechStart, VadOptions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    step_s: float = 0.6
+    """Decode the open utterance again once this much new speech has arrived."""
+    min_first_decode_s: float = 1.0
+    """Speech needed before an utterance's first partial decode."""
+    max_window_s: float = 20.0
+    """Past this the window is trimmed at a committed word, so cost stays bounded."""
+    keep_after_trim_s: float = 5.0
+    """Uncommitted audio kept when a long window must be cut without agreement."""
+    prompt_chars: int = 200
+    """Committed text (before the window) given to the decoder as context."""
+    hallucination_no_speech_prob: float = 0.4
+    hallucination_avg_logprob: float = -0.5
+    """A decoded segment above that no-speech probability and below that average log-probability
+    is dropped: on the VAD-cut windows of the dev feed every invented segment ("you.",
+    "Thanks.", a repeated sentence) fell there and no real one did."""
+    vad: VadOptions = field(default_factory=VadOptions)
+
+
+class WindowDecoder(Protocol):
+    def __call__(
+        self, audio: np.ndarray, prompt: str | None, *, final: bool, deadline: float
+    ) -> Awaitable[Transcription]: ...
+
+
+@dataclass
+class _Utterance:
+    id: int
+    start: float
+    audio: np.ndarray
+    audio_start: float
+    """Stream time of `audio[0]`; moves forward when the window is trimmed."""
+    agreement: LocalAgreement = field(default_factory=LocalAgreement)
+    end: float | None = None
+    decoded_samples: int = 0
+    """Samples of `audio` the last decode saw."""
+    waiting_since: float | None = None
+    """Wall time the oldest undecoded audio arrived: the decode deadline."""
+
+    @property
+    def audio_end(self) -> float:
+        return self.audio_start + len(self.audio) / SAMPLE_RATE
+
+    def undecoded_seconds(self) -> float:
+        return (len(self.audio) - self.decoded_samples) / SAMPLE_RATE
+
+
+class LiveTranscriber:
+    def __init__(
+        self,
+        decode: WindowDecoder,
+        publish: Callable[[Event], None],
+        options: StreamOptions = StreamOptions(),
+        prompt: str | None = None,
+    ):
+        self._decode = decode
+        self._publish = publish
+        self.options = options
+        self._user_prompt = prompt
+        self._segmenter = SpeechSegmenter(options.vad)
+        self._open: _Utterance | None = None
+        self._closed: deque[_Utterance] = deque()
+        self._worker: asyncio.Task | None = None
+        self._next_id = 0
+        self._text = ""
+        self._context = ""
+        """Committed text that is no longer inside any window: the decoder's prompt."""
+        self.received_seconds = 0.0
+        self.speech_seconds = 0.0
+        self.prompt_tokens = 0
+        self.failed = False
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    def push(self, pcm: np.ndarray) -> None:
+        """Take 16 kHz mono float32 audio; never blocks on decoding."""
+        self.received_seconds += len(pcm) / SAMPLE_RATE
+        self._segment(self._segmenter.push(pcm))
+
+    def finalize_utterance(self) -> None:
+        """Close the open utterance now (a client's 'finalize'): its final comes next."""
+        if self._open is not None:
+            self._close(self._segmenter.time)
+
+    async def finish(self) -> None:
+        """End of audio: close the last utterance, wait for every decode, publish StreamDone."""
+        self._segment(self._segmenter.flush())
+        self.finalize_utterance()
+        self._kick()
+        while self._worker is not None and not self._worker.done():
+            await asyncio.shield(self._worker)
+            self._kick()
+        if not self.failed:
+            self._publish(
+                StreamDone(
+                    text=self._text,
+                    duration=self.received_seconds,
+                    speech_seconds=self.speech_seconds,
+                    prompt_tokens=self.prompt_tokens,
+                )
+            )
+
+    async def cancel(self) -> None:
+        """The client went away: stop decoding for it."""
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    def _segment(self, events: list) -> None:
+        for event in events:
+            if isinstance(event, SpeechStart):
+                self._open = _Utterance(self._next_id, event.time, np.zeros(0, np.float32), event.time)
+                self._next_id += 1
+                self._publish(SpeechStarted(time=event.time))
+            elif isinstance(event, SpeechAudio) and self._open is not None:
+                self._open.audio = np.concatenate([self._open.audio, event.samples])
+                self._open.waiting_since = self._open.waiting_since or time.monotonic()
+                self.speech_seconds += len(event.samples) / SAMPLE_RATE
+            elif isinstance(event, SpeechEnd) and self._open is not None:
+                self._close(event.time)
+        self._kick()
+
+    def _close(self, end: float) -> None:
+        utterance, self._open = self._open, None
+        utterance.end = end
+        utterance.waiting_since = utterance.waiting_since or time.monotonic()
+        self._closed.append(utterance)
+        self._publish(SpeechStopped(time=end))
+        self._kick()
+
+    def _kick(self) -> None:
+        if self.failed or (self._worker is not None and not self._worker.done()):
+            return
+        if self._closed or (self._open is not None and self._partial_due(self._open)):
+            self._worker = asyncio.ensure_future(self._work())
+
+    def _partial_due(self, utterance: _Utterance) -> bool:
+        needed = self.options.step_s if utterance.decoded_samples else self.options.min_first_decode_s
+        return utterance.undecoded_seconds() >= needed
+
+    async def _work(self) -> None:
+        try:
+            while True:
+                if self._closed:
+                    await self._final(self._closed[0])
+                    self._closed.popleft()
+                elif self._open is not None and self._partial_due(self._open):
+                    await self._partial(self._open)
+                else:
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("decoding failed")
+            self.failed = True
+            self._publish(StreamFailed(message=f"decoding failed: {exc}", code="decode_failed", error_type="server_error"))
+
+    async def _run_decode(self, utterance: _Utterance, final: bool) -> list[Word]:
+        audio, offset = utterance.audio, utterance.audio_start
+        deadline = utterance.waiting_since or time.monotonic()
+        utterance.decoded_samples, utterance.waiting_since = len(audio), None
+        prompt = " ".join(p for p in (self._user_prompt, self._context[-self.options.prompt_chars :]) if p)
+        result = await self._decode(audio, prompt or None, final=final, deadline=deadline)
+        self.prompt_tokens += result.prompt_tokens
+        return [
+            Word(w.start + offset, w.end + offset, w.text, w.probability)
+            for segment in result.segments
+            if self._is_speech(segment)
+            for w in segment.words
+        ]
+
+    def _is_speech(self, segment: Segment) -> bool:
+        return not (
+            segment.no_speech_prob > self.options.hallucination_no_speech_prob
+            and segment.avg_logprob < self.options.hallucination_avg_logprob
+        )
+
+    async def _partial(self, utterance: _Utterance) -> None:
+        words = await self._run_decode(utterance, final=False)
+        self._commit(utterance.agreement.update(words))
+        self._bound_window(utterance)
+        tail = utterance.agreement.tail
+        if tail:
+            self._publish(TextPartial(text=_join(tail).strip(), start=tail[0].start, end=tail[-1].end))
+
+    async def _final(self, utterance: _Utterance) -> None:
+        if len(utterance.audio):
+            words = await self._run_decode(utterance, final=True)
+            self._commit(utterance.agreement.commit_all(words))
+        committed = utterance.agreement.committed
+        text = _join(committed).strip()
+        in_window = [w for w in committed if w.end > utterance.audio_start]
+        self._context = f"{self._context} {_join(in_window).strip()}".strip()
+        self._publish(
+            UtteranceDone(
+                utterance_id=utterance.id,
+                text=text,
+                start=utterance.start,
+                end=utterance.end if utterance.end is not None else utterance.audio_end,
+                words=tuple(committed),
+            )
+        )
+
+    def _commit(self, words: list[Word]) -> None:
+        if not words:
+            return
+        delta = _join(words)
+        if not self._text:
+            delta = delta.lstrip()
+        self._text += delta
+        self._publish(TextCommitted(delta=delta, start=words[0].start, end=words[-1].end, words=tuple(words)))
+
+    def _bound_window(self, utterance: _Utterance) -> None:
+        """Cut a long window at a committed word so each decode stays well inside 30 s."""
+        length = utterance.audio_end - utterance.audio_start
+        if length <= self.options.max_window_s:
+            return
+        agreement = utterance.agreement
+        self._commit(agreement.commit_tail_before(utterance.audio_end - self.options.keep_after_trim_s))
+        cut = max(agreement.committed_end, utterance.audio_end - self.options.max_window_s)
+        inside = [w for w in agreement.committed if w.end > utterance.audio_start and w.end <= cut]
+        self._context = f"{self._context} {_join(inside).strip()}".strip()
+        drop = int((cut - utterance.audio_start) * SAMPLE_RATE)
+        utterance.audio = utterance.audio[drop:]
+        utterance.audio_start = cut
+        utterance.decoded_samples = max(0, utterance.decoded_samples - drop)
+
+
+def _join(words: list[Word] | tuple[Word, ...]) -> str:
+    return "".join(w.text for w in words)

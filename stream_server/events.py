@@ -1,0 +1,82 @@
+"""Typed events a live stream emits. Times are seconds of stream audio; `seq` orders them.
+
+The engine makes them; transports serialise them (transports/event_json.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from stream_server.decoder.results import Word
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int = field(default=-1, kw_only=True)
+    """Set by the session when the event is published; strictly increasing per session."""
+
+
+@dataclass(frozen=True)
+class SessionStarted(Event):
+    session_id: str
+    model: str
+    language: str | None
+
+
+@dataclass(frozen=True)
+class SpeechStarted(Event):
+    time: float
+
+
+@dataclass(frozen=True)
+class SpeechStopped(Event):
+    time: float
+
+
+@dataclass(frozen=True)
+class TextCommitted(Event):
+    """Newly final text, appended to what came before and never revised."""
+
+    delta: str
+    start: float
+    end: float
+    words: tuple[Word, ...]
+
+
+@dataclass(frozen=True)
+class TextPartial(Event):
+    """The current unstable tail after the committed text; replaces the previous partial."""
+
+    text: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class UtteranceDone(Event):
+    utterance_id: int
+    text: str
+    start: float
+    end: float
+    words: tuple[Word, ...]
+
+
+@dataclass(frozen=True)
+class StreamDone(Event):
+    text: str
+    duration: float
+    """Seconds of audio received."""
+    speech_seconds: float
+    """Seconds of audio that went to the decoder."""
+    prompt_tokens: int
+    """Prompt tokens fed to the decoder over the stream."""
+
+
+@dataclass(frozen=True)
+class StreamFailed(Event):
+    message: str
+    code: str
+    error_type: str = "invalid_request_error"
+
+
+TERMINAL_EVENTS = (StreamDone, StreamFailed)

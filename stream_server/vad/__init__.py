@@ -1,0 +1,1 @@
+"""Cut 16 kHz PCM into speech utterances."""
