@@ -14,8 +14,9 @@ from stream_server.decoder.whisper import SpeechModel
 from stream_server.models import resolve_model
 from stream_server.service import TranscriptionService
 from stream_server.settings import Settings
-from stream_server.transports import openai_api
-from stream_server.transports.appkeys import SERVICE, SETTINGS
+from stream_server.engine.sessions import SessionHub
+from stream_server.transports import live_api, openai_api
+from stream_server.transports.appkeys import SERVICE, SESSIONS, SETTINGS
 from stream_server.transports.auth import auth_middleware
 from stream_server.transports.errors import error_middleware
 
@@ -38,21 +39,31 @@ def create_app(settings: Settings, *, model: SpeechModel | None = None) -> web.A
     )
     app[SETTINGS] = settings
     app.add_routes(openai_api.routes)
+    app.add_routes(live_api.routes)
     app.cleanup_ctx.append(partial(_service_context, model=model))
+    app.cleanup_ctx.append(_sessions_context)
     return app
 
 
 async def _service_context(app: web.Application, model: SpeechModel | None) -> AsyncIterator[None]:
     """Own the executor and the model; /health says 503 until the model is in."""
+    settings = app[SETTINGS]
     executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="decode")
-    service = TranscriptionService(executor)
+    service = TranscriptionService(executor, settings.decode_slots)
     app[SERVICE] = service
     loading = None
     if model is not None:
         service.use(model)
     else:
-        loading = asyncio.create_task(service.load(partial(load_model, app[SETTINGS])))
+        loading = asyncio.create_task(service.load(partial(load_model, settings)))
     yield
     if loading is not None:
         loading.cancel()
     executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _sessions_context(app: web.Application) -> AsyncIterator[None]:
+    """Live sessions; on shutdown each open one ends with an error event its clients can read."""
+    app[SESSIONS] = SessionHub()
+    yield
+    app[SESSIONS].close_all("the server is shutting down")

@@ -11,22 +11,46 @@ from typing import TypeVar
 from stream_server.audio.decode import decode_file
 from stream_server.decoder.results import Transcription
 from stream_server.decoder.whisper import SpeechModel, TranscribeOptions
+from stream_server.engine.scheduler import BATCH, LIVE, DecodeScheduler
+from stream_server.engine.stream import WindowDecoder
 from stream_server.errors import NotReady
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class TranscriptionService:
-    """Every blocking call (audio decoding, the model) goes through `run` onto the executor."""
+PARTIAL_BEAM = 1
+"""Partial decodes are greedy: they are revised anyway, and cost less."""
+FINAL_BEAM = 5
 
-    def __init__(self, executor: Executor):
+
+class TranscriptionService:
+    """Blocking work runs off the event loop: audio decoding on the executor, model calls
+    through the decode scheduler, which orders them (live first) onto the same executor."""
+
+    def __init__(self, executor: Executor, decode_slots: int = 1):
         self._executor = executor
+        self.scheduler = DecodeScheduler(executor, decode_slots)
         self._model: SpeechModel | None = None
         self.load_error: str | None = None
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def window_decoder(self, model: SpeechModel, language: str | None) -> WindowDecoder:
+        """What a live stream decodes its windows with: word timestamps, no second VAD pass."""
+
+        async def decode(audio, prompt: str | None, *, final: bool, deadline: float) -> Transcription:
+            options = TranscribeOptions(
+                language=language,
+                prompt=prompt,
+                word_timestamps=True,
+                beam_size=FINAL_BEAM if final else PARTIAL_BEAM,
+                vad_filter=False,
+            )
+            return await self.scheduler.run(model.transcribe, audio, options, priority=LIVE, deadline=deadline)
+
+        return decode
 
     async def load(self, factory: Callable[[], SpeechModel]) -> None:
         try:
@@ -55,4 +79,4 @@ class TranscriptionService:
         model = self.model
         model.check_language(options.language)
         audio = await self.run(decode_file, data, filename)
-        return await self.run(model.transcribe, audio, options)
+        return await self.scheduler.run(model.transcribe, audio, options, priority=BATCH)

@@ -36,6 +36,15 @@ class Settings:
     max_upload_bytes: int = 25 * MEGABYTE
     """Largest accepted audio upload, enforced while reading."""
 
+    decode_slots: int = 1
+    """Model calls run at once; each uses `cpu_threads` threads."""
+    stream_step_s: float = 0.6
+    """A live stream's open utterance is decoded again after this much new speech."""
+    vad_aggressiveness: int = 2
+    """webrtcvad mode for live streams, 0..3."""
+    idle_timeout_s: float = 30.0
+    """A live upload that sends nothing for this long is ended with an error event."""
+
     @property
     def model_cache_dir(self) -> Path:
         return self.data_dir / "models"

@@ -1,10 +1,16 @@
-"""Read a multipart upload with its size limit enforced while reading, never after buffering."""
+"""Read multipart uploads with size limits enforced while reading, never after buffering.
+
+A live upload's file part is handed over unread, as an async stream of chunks, once the fields
+before it are known (the openai SDK and curl -F send fields first).
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
 
 from stream_server.errors import InvalidRequest, PayloadTooLarge
 
@@ -31,40 +37,102 @@ class Form:
     def get_all(self, *names: str) -> list[str]:
         return [v for name in names for v in self.fields.get(name, [])]
 
+    @classmethod
+    def from_query(cls, request: web.Request) -> "Form":
+        fields: dict[str, list[str]] = {}
+        for key, value in request.query.items():
+            fields.setdefault(key, []).append(value)
+        return cls(fields)
+
 
 def too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"the upload is larger than the {limit // (1024 * 1024)} MB limit", param="file"
-    )
+    return PayloadTooLarge(f"the upload is larger than the {limit / (1024 * 1024):g} MB limit", param="file")
 
 
-async def read_form(request: web.Request, max_file_bytes: int) -> Form:
+class MalformedUpload(InvalidRequest):
+    default_code = "invalid_multipart"
+
+
+async def open_multipart(request: web.Request, max_file_bytes: int | None) -> MultipartReader:
     if request.content_type != "multipart/form-data":
         raise InvalidRequest(
             f"expected multipart/form-data, got '{request.content_type}'", code="invalid_content_type"
         )
-    if request.content_length is not None and request.content_length > max_file_bytes + FORM_OVERHEAD:
+    if (
+        max_file_bytes is not None
+        and request.content_length is not None
+        and request.content_length > max_file_bytes + FORM_OVERHEAD
+    ):
         raise too_large(max_file_bytes)
+    return await request.multipart()
+
+
+async def read_fields_until_file(reader: MultipartReader) -> tuple[Form, BodyPartReader | None]:
+    """Read text fields up to the `file` part, which is returned unread (None if there is none)."""
     form = Form()
     try:
-        reader = await request.multipart()
         async for part in reader:
             if not isinstance(part, BodyPartReader):
                 raise InvalidRequest("nested multipart bodies are not supported")
             if part.name == "file":
                 form.filename = part.filename
-                form.file = await _read_part(part, max_file_bytes, too_large(max_file_bytes))
-            elif part.name:
-                value = await _read_part(
-                    part, FIELD_LIMIT, InvalidRequest(f"field '{part.name}' is too long", param=part.name)
-                )
-                form.fields.setdefault(part.name, []).append(value.decode("utf-8", "replace"))
-    except (ValueError, AssertionError) as exc:  # aiohttp's multipart parser reports bad framing so
-        raise InvalidRequest(f"malformed multipart body: {exc}", code="invalid_multipart") from exc
+                return form, part
+            if part.name:
+                await _read_field(part, form)
+    except (ValueError, AssertionError) as exc:
+        raise MalformedUpload(f"malformed multipart body: {exc}") from exc
+    return form, None
+
+
+async def read_rest(reader: MultipartReader, form: Form, file_part: BodyPartReader | None, max_file_bytes: int) -> Form:
+    """Buffer the file part (bounded) and read any fields after it."""
+    try:
+        if file_part is not None:
+            form.file = await _read_bounded(file_part, max_file_bytes, too_large(max_file_bytes))
+        async for part in reader:
+            if isinstance(part, BodyPartReader) and part.name and part.name != "file":
+                await _read_field(part, form)
+    except (ValueError, AssertionError) as exc:
+        raise MalformedUpload(f"malformed multipart body: {exc}") from exc
     return form
 
 
-async def _read_part(part: BodyPartReader, limit: int, error: Exception) -> bytes:
+async def read_form(request: web.Request, max_file_bytes: int) -> Form:
+    reader = await open_multipart(request, max_file_bytes)
+    form, file_part = await read_fields_until_file(reader)
+    return await read_rest(reader, form, file_part, max_file_bytes)
+
+
+async def part_chunks(part: BodyPartReader, idle_timeout: float) -> AsyncIterator[bytes]:
+    """A file part as it arrives; a pause longer than `idle_timeout` ends it with an error."""
+    while chunk := await _within(part.read_chunk(CHUNK), idle_timeout):
+        yield chunk
+
+
+async def body_chunks(request: web.Request, idle_timeout: float) -> AsyncIterator[bytes]:
+    """A raw request body as it arrives (chunked or not)."""
+    while chunk := await _within(request.content.readany(), idle_timeout):
+        yield chunk
+
+
+class UploadStalled(InvalidRequest):
+    default_code = "idle_timeout"
+
+
+async def _within(read, timeout: float) -> bytes:
+    try:
+        return await asyncio.wait_for(read, timeout)
+    except asyncio.TimeoutError:
+        raise UploadStalled(f"no audio arrived for {timeout:g} s; the stream was ended") from None
+
+
+async def _read_field(part: BodyPartReader, form: Form) -> None:
+    error = InvalidRequest(f"field '{part.name}' is too long", param=part.name)
+    value = await _read_bounded(part, FIELD_LIMIT, error)
+    form.fields.setdefault(part.name, []).append(value.decode("utf-8", "replace"))
+
+
+async def _read_bounded(part: BodyPartReader, limit: int, error: Exception) -> bytes:
     data = bytearray()
     while chunk := await part.read_chunk(CHUNK):
         data += chunk

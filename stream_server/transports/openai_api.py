@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import io
+import wave
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import numpy as np
 from aiohttp import web
+from aiohttp.helpers import parse_mimetype
+
+from stream_server.audio import SAMPLE_RATE
 
 from stream_server.decoder.whisper import TranscribeOptions
 from stream_server.errors import InvalidRequest, NotFound
 from stream_server.formats import RESPONSE_FORMATS, render
 from stream_server.models import OPENAI_MODEL_ALIASES
 from stream_server.transports.appkeys import SERVICE, SETTINGS
-from stream_server.transports.forms import Form, read_form
+from stream_server.audio.live import RawFormat, container_pcm, raw_pcm
+from stream_server.transports.forms import (
+    Form,
+    body_chunks,
+    open_multipart,
+    part_chunks,
+    read_fields_until_file,
+    read_rest,
+    too_large,
+)
+from stream_server.transports.live_api import respond_live
 
 routes = web.RouteTableDef()
 
@@ -27,6 +44,8 @@ class TranscriptionRequest:
     granularities: frozenset[str]
     include_logprobs: bool
     stream: bool
+    partials: bool
+    """Live extension events (partials, utterances, speech start/stop) on the SSE stream."""
 
 
 def served_model_names(request: web.Request) -> list[str]:
@@ -63,6 +82,7 @@ def parse_transcription_request(form: Form, served: list[str]) -> TranscriptionR
     includes = frozenset(form.get_all("include[]", "include"))
     if includes - INCLUDES:
         raise InvalidRequest("include takes only 'logprobs'", param="include")
+    stream = parse_bool(form.get("stream"), "stream")
     if includes and response_format != "json":
         raise InvalidRequest("include=logprobs needs response_format=json", param="include")
     language = (form.get("language") or "").strip().lower() or None
@@ -78,7 +98,8 @@ def parse_transcription_request(form: Form, served: list[str]) -> TranscriptionR
         response_format=response_format,
         granularities=granularities or frozenset({"segment"}),
         include_logprobs=bool(includes),
-        stream=parse_bool(form.get("stream"), "stream"),
+        stream=stream,
+        partials=parse_bool(form.get("partials"), "partials"),
     )
 
 
@@ -132,14 +153,74 @@ def _model_object(name: str) -> dict:
 
 
 @routes.post("/v1/audio/transcriptions")
+@routes.put("/v1/audio/transcriptions")  # `curl -T -` uploads with PUT
 async def create_transcription(request: web.Request) -> web.StreamResponse:
+    """A multipart upload (as the openai SDK sends it) or a raw audio body with the fields as
+    query parameters. With stream=true, text is sent as SSE while the upload still arrives."""
+    if request.content_type == "multipart/form-data":
+        return await _transcribe_multipart(request)
+    return await _transcribe_raw_body(request)
+
+
+async def _transcribe_multipart(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    service = request.app[SERVICE]
-    form = await read_form(request, settings.max_upload_bytes)
+    reader = await open_multipart(request, None)
+    form, file_part = await read_fields_until_file(reader)
+    if file_part is not None and parse_bool(form.get("stream"), "stream"):
+        params = parse_transcription_request(form, served_model_names(request))
+        chunks = part_chunks(file_part, settings.idle_timeout_s)
+        pcm = container_pcm(chunks, form.filename, settings.max_upload_bytes)
+        return await _respond_live(request, params, pcm)
+    if request.content_length is not None and request.content_length > settings.max_upload_bytes + 65536:
+        raise too_large(settings.max_upload_bytes)
+    form = await read_rest(reader, form, file_part, settings.max_upload_bytes)
     params = parse_transcription_request(form, served_model_names(request))
     if form.file is None:
         raise InvalidRequest("'file' is required", param="file", code="missing_field")
-    result = await service.transcribe_file(form.file, form.filename, params.options)
+    if params.stream:
+        pcm = container_pcm(_once(form.file), form.filename, settings.max_upload_bytes)
+        return await _respond_live(request, params, pcm)
+    return await _respond_file(request, params, form.file, form.filename)
+
+
+async def _transcribe_raw_body(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    form = Form.from_query(request)
+    params = parse_transcription_request(form, served_model_names(request))
+    raw = raw_format(request.headers.get("Content-Type", ""))
+    chunks = body_chunks(request, settings.idle_timeout_s)
+    if not params.stream:
+        data = bytearray()
+        async for chunk in chunks:
+            data += chunk
+            if len(data) > settings.max_upload_bytes:
+                raise too_large(settings.max_upload_bytes)
+        if raw is None:
+            return await _respond_file(request, params, bytes(data), None)
+        pcm = [p async for p in raw_pcm(_once(bytes(data)), raw)]
+        audio = np.concatenate(pcm) if pcm else np.zeros(0, np.float32)
+        return await _respond_file(request, params, wav_bytes(audio), None)
+    pcm = raw_pcm(chunks, raw) if raw else container_pcm(chunks, None, settings.max_upload_bytes)
+    return await _respond_live(request, params, pcm)
+
+
+async def _respond_live(request: web.Request, params: TranscriptionRequest, pcm) -> web.StreamResponse:
+    if params.response_format not in ("json", "text"):
+        raise InvalidRequest("stream=true needs response_format json or text", param="response_format")
+    return await respond_live(
+        request,
+        pcm,
+        language=params.options.language,
+        prompt=params.options.prompt,
+        partials=params.partials,
+        logprobs=params.include_logprobs,
+    )
+
+
+async def _respond_file(
+    request: web.Request, params: TranscriptionRequest, data: bytes, filename: str | None
+) -> web.Response:
+    result = await request.app[SERVICE].transcribe_file(data, filename, params.options)
     rendered = render(
         result,
         params.response_format,
@@ -147,3 +228,40 @@ async def create_transcription(request: web.Request) -> web.StreamResponse:
         include_logprobs=params.include_logprobs,
     )
     return web.Response(text=rendered.body, content_type=rendered.content_type)
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+RAW_TYPES = {"audio/l16": "s16be", "audio/pcmu": "mulaw", "audio/pcma": "alaw", "audio/basic": "mulaw"}
+"""Raw audio media types (RFC 2586 L16 is big-endian); G.711 defaults to 8 kHz."""
+
+
+def raw_format(content_type: str) -> RawFormat | None:
+    """The raw PCM format a Content-Type names, or None for a container (wav, ogg, webm, ...)."""
+    mime = parse_mimetype(content_type)
+    kind = f"{mime.type}/{mime.subtype}".lower()
+    params = {k.lower(): v for k, v in mime.parameters.items()}
+    if kind == "audio/pcm":
+        encoding = params.get("encoding", "s16le").lower()
+    elif kind in RAW_TYPES:
+        encoding = RAW_TYPES[kind]
+    else:
+        return None
+    default_rate = 8000 if encoding in ("mulaw", "alaw") else 16000
+    try:
+        return RawFormat(encoding, int(params.get("rate", default_rate)), int(params.get("channels", 1)))
+    except ValueError:
+        raise InvalidRequest(f"bad rate or channels in Content-Type '{content_type}'", param="Content-Type") from None
+
+
+def wav_bytes(audio: np.ndarray) -> bytes:
+    """16 kHz mono float32 as a WAV file, so buffered raw audio takes the file path."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    return buffer.getvalue()

@@ -1,0 +1,190 @@
+"""Audio that arrives a piece at a time, turned into 16 kHz mono float32 as it comes.
+
+Raw PCM and G.711 are decoded chunk by chunk; containers (wav, ogg/opus, webm, mp3, flac)
+are read by FFmpeg on a worker thread from a pipe the upload feeds. A container FFmpeg cannot
+read from a pipe (mp4/m4a with its index at the end) is decoded whole when the upload ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import queue
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+from stream_server.audio import SAMPLE_RATE
+from stream_server.audio.decode import decode_file
+from stream_server.errors import AudioDecodeError, PayloadTooLarge
+
+RAW_CODECS = {
+    "s16le": "pcm_s16le",
+    "s16be": "pcm_s16be",
+    "f32le": "pcm_f32le",
+    "mulaw": "pcm_mulaw",
+    "alaw": "pcm_alaw",
+}
+"""Raw encodings we accept, and the FFmpeg codec that reads each."""
+PIPE_DEPTH = 64
+"""Chunks queued towards FFmpeg before the upload reader waits (backpressure)."""
+
+
+@dataclass(frozen=True)
+class RawFormat:
+    encoding: str
+    sample_rate: int = SAMPLE_RATE
+    channels: int = 1
+
+    def __post_init__(self) -> None:
+        if self.encoding not in RAW_CODECS:
+            raise AudioDecodeError(
+                f"unknown encoding '{self.encoding}'; use one of {', '.join(RAW_CODECS)}",
+                param="encoding",
+            )
+        if not 1000 <= self.sample_rate <= 384_000:
+            raise AudioDecodeError("sample rate must be between 1000 and 384000", param="sample_rate")
+        if not 1 <= self.channels <= 8:
+            raise AudioDecodeError("channels must be between 1 and 8", param="channels")
+
+
+class _Mono16k:
+    """FFmpeg's resampler, stateful across calls, to 16 kHz mono float32."""
+
+    def __init__(self) -> None:
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+
+    def __call__(self, frame: av.AudioFrame | None) -> np.ndarray:
+        frames = self._resampler.resample(frame)
+        if not frames:
+            return np.zeros(0, np.float32)
+        return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32, copy=False)
+
+
+class RawDecoder:
+    """Decode raw PCM / G.711 chunks of any size (a sample split across chunks is carried)."""
+
+    def __init__(self, fmt: RawFormat):
+        self._codec = av.CodecContext.create(RAW_CODECS[fmt.encoding], "r")
+        self._codec.sample_rate = fmt.sample_rate
+        self._codec.layout = {1: "mono", 2: "stereo"}.get(fmt.channels, f"{fmt.channels}c")
+        width = 4 if fmt.encoding == "f32le" else 2 if fmt.encoding.startswith("s16") else 1
+        self._block = width * fmt.channels
+        self._carry = b""
+        self._to_mono = _Mono16k()
+
+    def decode(self, data: bytes) -> np.ndarray:
+        data = self._carry + data
+        whole = len(data) // self._block * self._block
+        self._carry = data[whole:]
+        if not whole:
+            return np.zeros(0, np.float32)
+        frames = self._codec.decode(av.Packet(data[:whole]))
+        return _concat([self._to_mono(f) for f in frames])
+
+    def flush(self) -> np.ndarray:
+        return self._to_mono(None)
+
+
+async def raw_pcm(chunks: AsyncIterator[bytes], fmt: RawFormat) -> AsyncIterator[np.ndarray]:
+    decoder = RawDecoder(fmt)
+    async for chunk in chunks:
+        pcm = decoder.decode(chunk)
+        if len(pcm):
+            yield pcm
+    tail = decoder.flush()
+    if len(tail):
+        yield tail
+
+
+class _Pipe(io.RawIOBase):
+    """A blocking read end for FFmpeg; the event loop writes chunks, b"" marks the end."""
+
+    def __init__(self) -> None:
+        self.chunks: queue.Queue[bytes] = queue.Queue(PIPE_DEPTH)
+        self._buffer = b""
+        self._ended = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:  # type: ignore[override]
+        while not self._buffer and not self._ended:
+            chunk = self.chunks.get()
+            self._ended = chunk == b""
+            self._buffer = chunk
+        size = min(len(target), len(self._buffer))
+        target[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
+
+
+async def container_pcm(
+    chunks: AsyncIterator[bytes], filename: str | None, max_buffer_bytes: int
+) -> AsyncIterator[np.ndarray]:
+    """Decode a container while it uploads; fall back to decoding it whole if FFmpeg needs to seek."""
+    loop = asyncio.get_running_loop()
+    out: asyncio.Queue[np.ndarray | BaseException | None] = asyncio.Queue()
+    pipe = _Pipe()
+    streamed = threading.Event()
+    """Set once FFmpeg produced audio: from then on the upload is not kept for a fallback."""
+
+    def decode_in_thread() -> None:
+        to_mono = _Mono16k()
+        try:
+            with av.open(pipe, mode="r") as container:
+                stream = container.streams.audio[0]
+                for frame in container.decode(stream):
+                    pcm = to_mono(frame)
+                    if len(pcm):
+                        streamed.set()
+                        loop.call_soon_threadsafe(out.put_nowait, pcm)
+            loop.call_soon_threadsafe(out.put_nowait, to_mono(None))
+            loop.call_soon_threadsafe(out.put_nowait, None)
+        except BaseException as exc:  # handed to the event loop, which decides
+            loop.call_soon_threadsafe(out.put_nowait, exc)
+        finally:
+            while pipe.chunks.get() != b"":  # let the feeder finish without blocking
+                pass
+
+    kept = bytearray()
+
+    async def feed() -> None:
+        try:
+            async for chunk in chunks:
+                if not streamed.is_set():
+                    kept.extend(chunk)
+                    if len(kept) > max_buffer_bytes:
+                        raise PayloadTooLarge("the upload is larger than the limit", param="file")
+                await loop.run_in_executor(None, pipe.chunks.put, chunk)
+        finally:
+            await loop.run_in_executor(None, pipe.chunks.put, b"")
+
+    thread = threading.Thread(target=decode_in_thread, name="container-decode", daemon=True)
+    thread.start()
+    feeder = asyncio.ensure_future(feed())
+    try:
+        while True:
+            item = await out.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                if streamed.is_set():
+                    raise AudioDecodeError(f"the audio stream broke off: {item}", param="file") from item
+                await feeder  # FFmpeg could not stream it: take the whole upload, then decode
+                yield await loop.run_in_executor(None, decode_file, bytes(kept), filename)
+                return
+            if len(item):
+                yield item
+        await feeder
+    finally:
+        if not feeder.done():
+            feeder.cancel()
+            pipe.chunks.put_nowait(b"") if not pipe.chunks.full() else None
+
+
+def _concat(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.zeros(0, np.float32)

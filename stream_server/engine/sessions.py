@@ -1,0 +1,105 @@
+"""Live sessions: each keeps its ordered event log so any number of observers can follow it,
+and one that reconnects can replay what it missed. Finished sessions are kept for a while."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from stream_server.events import (
+    TERMINAL_EVENTS,
+    Event,
+    SessionStarted,
+    StreamDone,
+    StreamFailed,
+    TextCommitted,
+    UtteranceDone,
+)
+
+MAX_EVENTS = 200_000
+"""Events kept per session for replay (about 20 hours of speech); older partials go first."""
+
+
+@dataclass
+class LiveSession:
+    id: str
+    model: str
+    language: str | None
+    owner: str | None = None
+    created_at: float = field(default_factory=time.time)
+    events: list[Event] = field(default_factory=list)
+    text: str = ""
+    utterances: list[UtteranceDone] = field(default_factory=list)
+    outcome: Event | None = None
+    """The StreamDone or StreamFailed that ended it; None while live."""
+    _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @property
+    def status(self) -> str:
+        if self.outcome is None:
+            return "live"
+        return "completed" if isinstance(self.outcome, StreamDone) else "failed"
+
+    def publish(self, event: Event) -> Event:
+        if self.outcome is not None:
+            return event  # nothing follows the end
+        event = dataclasses.replace(event, seq=len(self.events))
+        self.events.append(event)
+        if isinstance(event, TextCommitted):
+            self.text += event.delta
+        elif isinstance(event, UtteranceDone):
+            self.utterances.append(event)
+        elif isinstance(event, TERMINAL_EVENTS):
+            self.outcome = event
+        self._changed.set()
+        self._changed = asyncio.Event()
+        return event
+
+    def fail(self, message: str, code: str) -> None:
+        self.publish(StreamFailed(message=message, code=code))
+
+    async def follow(self, after: int = -1) -> AsyncIterator[Event]:
+        """Every event with seq > `after`, then each new one as it comes, until the end."""
+        position = after + 1
+        while True:
+            changed = self._changed
+            while position < len(self.events):
+                event = self.events[position]
+                position += 1
+                yield event
+            if self.outcome is not None:
+                return
+            await changed.wait()
+
+
+class SessionHub:
+    def __init__(self, keep_finished: int = 1000):
+        self._sessions: OrderedDict[str, LiveSession] = OrderedDict()
+        self._keep_finished = keep_finished
+
+    def create(self, model: str, language: str | None, owner: str | None = None) -> LiveSession:
+        self._forget_old()
+        session = LiveSession(id=f"sess_{uuid.uuid4().hex}", model=model, language=language, owner=owner)
+        self._sessions[session.id] = session
+        session.publish(SessionStarted(session_id=session.id, model=model, language=language))
+        return session
+
+    def get(self, session_id: str) -> LiveSession | None:
+        return self._sessions.get(session_id)
+
+    def live(self) -> list[LiveSession]:
+        return [s for s in self._sessions.values() if s.outcome is None]
+
+    def close_all(self, message: str) -> None:
+        for session in self.live():
+            session.fail(message, "server_shutdown")
+
+    def _forget_old(self) -> None:
+        finished = [s for s in self._sessions.values() if s.outcome is not None]
+        for session in finished[: max(0, len(finished) - self._keep_finished)]:
+            del self._sessions[session.id]

@@ -1,0 +1,53 @@
+"""Server-Sent Events: the headers proxies need, newline-safe framing, periodic keep-alives."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+from aiohttp import web
+
+KEEPALIVE_S = 10.0
+"""A comment line this often keeps proxies from timing out and reveals a vanished client."""
+
+
+class EventStream:
+    def __init__(self, request: web.Request, headers: dict[str, str] | None = None):
+        self._request = request
+        self.response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+                **(headers or {}),
+            }
+        )
+        self._lock = asyncio.Lock()
+        self._keepalive: asyncio.Task | None = None
+
+    async def __aenter__(self) -> "EventStream":
+        await self.response.prepare(self._request)
+        self._keepalive = asyncio.ensure_future(self._ping())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await self._keepalive
+
+    async def send(self, data: dict | str, event_id: int | None = None) -> None:
+        """One event; JSON has no raw newlines, so one `data:` line always suffices."""
+        payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+        frame = (f"id: {event_id}\n" if event_id is not None else "") + f"data: {payload}\n\n"
+        await self._write(frame)
+
+    async def _write(self, frame: str) -> None:
+        async with self._lock:
+            await self.response.write(frame.encode())
+
+    async def _ping(self) -> None:
+        while True:
+            await asyncio.sleep(KEEPALIVE_S)
+            await self._write(": keepalive\n\n")
