@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from dataclasses import dataclass, field
 
 from aiohttp import BodyPartReader, web
@@ -31,14 +33,27 @@ class Form:
     def get_all(self, *names: str) -> list[str]:
         return [v for name in names for v in self.fields.get(name, [])]
 
+    def require(self, name: str) -> str:
+        value = self.get(name)
+        if not value:
+            raise InvalidRequest(f"'{name}' is required", param=name, code="missing_field")
+        return value
+
+    def require_file(self) -> bytes:
+        if self.file is None:
+            raise InvalidRequest("'file' is required", param="file", code="missing_field")
+        return self.file
+
 
 def too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"the upload is larger than the {limit // (1024 * 1024)} MB limit", param="file"
-    )
+    size = f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{limit} byte"
+    return PayloadTooLarge(f"the upload is larger than the {size} limit", param="file")
 
 
 async def read_form(request: web.Request, max_file_bytes: int) -> Form:
+    """A multipart form, or an url-encoded one (text fields only, e.g. `file_id` in place of a file)."""
+    if request.content_type == "application/x-www-form-urlencoded":
+        return await _read_urlencoded(request)
     if request.content_type != "multipart/form-data":
         raise InvalidRequest(
             f"expected multipart/form-data, got '{request.content_type}'", code="invalid_content_type"
@@ -71,3 +86,15 @@ async def _read_part(part: BodyPartReader, limit: int, error: Exception) -> byte
         if len(data) > limit:
             raise error
     return bytes(data)
+
+
+async def _read_urlencoded(request: web.Request) -> Form:
+    data = bytearray()
+    while chunk := await request.content.read(CHUNK):
+        data += chunk
+        if len(data) > FORM_OVERHEAD:
+            raise InvalidRequest("the form is too large", code="invalid_form")
+    form = Form()
+    for name, value in parse_qsl(data.decode("utf-8", "replace"), keep_blank_values=True):
+        form.fields.setdefault(name, []).append(value)
+    return form

@@ -10,7 +10,9 @@ from stream_server.decoder.whisper import TranscribeOptions
 from stream_server.errors import InvalidRequest, NotFound
 from stream_server.formats import RESPONSE_FORMATS, render
 from stream_server.models import OPENAI_MODEL_ALIASES
-from stream_server.transports.appkeys import SERVICE, SETTINGS
+from stream_server.transports.appkeys import SERVICE, SETTINGS, TRANSCRIBER
+from stream_server.transports.audio_input import audio_from_form
+from stream_server.transports.auth import principal_of
 from stream_server.transports.forms import Form, read_form
 
 routes = web.RouteTableDef()
@@ -134,12 +136,12 @@ def _model_object(name: str) -> dict:
 @routes.post("/v1/audio/transcriptions")
 async def create_transcription(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    service = request.app[SERVICE]
     form = await read_form(request, settings.max_upload_bytes)
     params = parse_transcription_request(form, served_model_names(request))
-    if form.file is None:
-        raise InvalidRequest("'file' is required", param="file", code="missing_field")
-    result = await service.transcribe_file(form.file, form.filename, params.options)
+    audio = await audio_from_form(request, form)
+    result = await request.app[TRANSCRIBER].transcribe(
+        principal_of(request), audio.data, audio.filename, params.options, model=params.model
+    )
     rendered = render(
         result,
         params.response_format,
