@@ -76,6 +76,8 @@ async def read_form(request: web.Request, max_file_bytes: int) -> Form:
                 form.fields.setdefault(part.name, []).append(value.decode("utf-8", "replace"))
     except (ValueError, AssertionError) as exc:  # aiohttp's multipart parser reports bad framing so
         raise InvalidRequest(f"malformed multipart body: {exc}", code="invalid_multipart") from exc
+    except ConnectionError as exc:  # the client went away mid-body: nothing was kept
+        raise InvalidRequest("the upload was cut off before its end", code="incomplete_upload") from exc
     return form
 
 
