@@ -27,14 +27,14 @@ class MeteredTranscriber:
         """Decode, refuse if the balance cannot cover the audio, transcribe, record usage."""
         self.service.model.check_language(options.language)
         audio = await self.service.decode(data, filename)
-        await self.meter.check_balance(principal, len(audio) / SAMPLE_RATE)
-        result = await self.service.transcribe_audio(audio, options)
-        await self.meter.record(
-            principal,
-            model=model,
-            kind="file",
-            audio_seconds=result.duration,
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-        )
+        async with self.meter.hold(principal, len(audio) / SAMPLE_RATE):
+            result = await self.service.transcribe_audio(audio, options)
+            await self.meter.record(
+                principal,
+                model=model,
+                kind="file",
+                audio_seconds=result.duration,
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+            )
         return result

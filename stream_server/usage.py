@@ -1,14 +1,20 @@
 """Metering: balance checks before work, one usage record after it.
 
-The streaming transports call the same two methods:
-`await meter.check_balance(principal, seconds)` before starting (seconds may be 0 when the
-length is not known yet) and `await meter.record(principal, model=..., kind="stream",
+The streaming transports use the same meter (`request.app[METER]`, the caller from
+`principal_of(request)`): `await meter.check_balance(principal, seconds)` before starting
+(seconds may be 0 when the length is not known yet), again as audio arrives if they want to
+stop at the limit, and `await meter.record(principal, model=..., kind="stream",
 audio_seconds=..., prompt_tokens=..., completion_tokens=...)` when a stream or session ends.
+`async with meter.hold(principal, seconds):` checks and holds a known length while it runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from stream_server.errors import InsufficientBalance
 from stream_server.principals import Principal
@@ -20,13 +26,16 @@ USAGE_KINDS = ("file", "stream", "session")
 class UsageMeter:
     def __init__(self, storage: Storage):
         self._storage = storage
+        self._held: defaultdict[str, float] = defaultdict(float)
+        """Seconds of requests admitted but not yet recorded, per key (this process only)."""
+        self._admitting = asyncio.Lock()
 
     async def remaining_seconds(self, principal: Principal) -> float | None:
-        """Audio seconds left on the key's balance; None when it has no balance."""
+        """Audio seconds left on the key's balance (less what is in flight); None: no balance."""
         if principal.balance_seconds is None:
             return None
         used = await self._storage.used_seconds(principal.key_id)
-        return max(0.0, principal.balance_seconds - used)
+        return max(0.0, principal.balance_seconds - used - self._held[principal.key_id])
 
     async def check_balance(self, principal: Principal, seconds: float = 0.0) -> None:
         """Refuse up front a request of `seconds` of audio the balance cannot cover.
@@ -40,6 +49,20 @@ class UsageMeter:
                 f"insufficient balance: this request needs {seconds:.1f} s of audio and the key has "
                 f"{remaining:.1f} s left"
             )
+
+    @asynccontextmanager
+    async def hold(self, principal: Principal, seconds: float) -> AsyncIterator[None]:
+        """Check the balance and hold `seconds` of it while the work runs, so that concurrent
+        requests cannot together spend more than the balance. Record usage inside the block."""
+        async with self._admitting:
+            await self.check_balance(principal, seconds)
+            self._held[principal.key_id] += seconds
+        try:
+            yield
+        finally:
+            self._held[principal.key_id] -= seconds
+            if self._held[principal.key_id] <= 1e-9:
+                del self._held[principal.key_id]
 
     async def record(
         self,

@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 
+import asyncio
 import json
 import urllib.parse
 import urllib.request
@@ -129,3 +130,12 @@ def test_files_and_usage_survive_a_restart(settings, speech_model):
         assert [(d["requests"], d["audio_seconds"]) for d in usage["data"]] == [(1, SHORT_SECONDS)]
         body = json.loads(http(f"{url}/v1/audio/transcriptions", K2, {"model": "whisper-1", "file_id": stored.id}))
         assert "only platforms 1 and 3" in body["text"].lower()
+
+
+async def test_concurrent_requests_cannot_overspend_a_balance(client):
+    stored = await upload(client)  # 4.5 s; k1 has 6 s: only one of two parallel requests fits
+    responses = await asyncio.gather(transcribe(client, stored["id"]), transcribe(client, stored["id"]))
+    assert sorted(r.status for r in responses) == [200, 400]
+    usage = await (await client.get("/v1/usage", headers=K1)).json()
+    assert usage["data"][0]["requests"] == 1
+    assert usage["balance"]["remaining_seconds"] == pytest.approx(6.0 - SHORT_SECONDS)
