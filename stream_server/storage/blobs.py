@@ -20,7 +20,7 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 class BlobDir:
     def __init__(self, root: Path):
         self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)  # stored audio is private
 
     def path(self, blob_id: str) -> Path:
         if not _SAFE_ID.match(blob_id):

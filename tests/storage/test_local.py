@@ -99,3 +99,10 @@ async def test_sessions_by_owner(tmp_path):
     assert await storage.get_session("sess-2") == s2
     assert await storage.get_session("nope") is None
     await storage.close()
+
+
+async def test_storage_directories_are_private(tmp_path):
+    storage = await LocalStorage.open(tmp_path / "store")
+    assert (tmp_path / "store").stat().st_mode & 0o077 == 0
+    assert (tmp_path / "store" / "files").stat().st_mode & 0o077 == 0
+    await storage.close()
