@@ -11,14 +11,19 @@ from functools import partial
 from aiohttp import web
 
 from stream_server.decoder.whisper import SpeechModel
+from stream_server.library import FileLibrary
+from stream_server.metered import MeteredTranscriber
 from stream_server.models import resolve_model
+from stream_server.principals import KeyRing
 from stream_server.service import TranscriptionService
 from stream_server.settings import Settings
 from stream_server.engine.sessions import SessionHub
-from stream_server.transports import live_api, openai_api
-from stream_server.transports.appkeys import SERVICE, SESSIONS, SETTINGS
+from stream_server.storage import LocalStorage
+from stream_server.transports import files_api, live_api, openai_api, stored_sessions, transcribe_v2, usage_api
+from stream_server.transports.appkeys import FILES, KEYS, METER, SERVICE, SESSIONS, SETTINGS, STORAGE, TRANSCRIBER
 from stream_server.transports.auth import auth_middleware
 from stream_server.transports.errors import error_middleware
+from stream_server.usage import UsageMeter
 
 
 def load_model(settings: Settings) -> SpeechModel:
@@ -38,9 +43,15 @@ def create_app(settings: Settings, *, model: SpeechModel | None = None) -> web.A
         client_max_size=settings.max_upload_bytes + 1024 * 1024,
     )
     app[SETTINGS] = settings
+    app[KEYS] = KeyRing(settings.api_keys, settings.admin_keys, dict(settings.key_balances))
     app.add_routes(openai_api.routes)
     app.add_routes(live_api.routes)
+    app.add_routes(files_api.routes)
+    app.add_routes(usage_api.routes)
+    app.add_routes(stored_sessions.routes)
+    app.add_routes(transcribe_v2.routes)
     app.cleanup_ctx.append(partial(_service_context, model=model))
+    app.cleanup_ctx.append(_storage_context)
     app.cleanup_ctx.append(_sessions_context)
     return app
 
@@ -60,6 +71,17 @@ async def _service_context(app: web.Application, model: SpeechModel | None) -> A
     if loading is not None:
         loading.cancel()
     executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _storage_context(app: web.Application) -> AsyncIterator[None]:
+    """Open the stored files and their metadata (after the service: uploads decode with it)."""
+    storage = await LocalStorage.open(app[SETTINGS].storage_dir)
+    app[STORAGE] = storage
+    app[METER] = UsageMeter(storage)
+    app[FILES] = FileLibrary(storage, app[SERVICE])
+    app[TRANSCRIBER] = MeteredTranscriber(app[SERVICE], app[METER])
+    yield
+    await storage.close()
 
 
 async def _sessions_context(app: web.Application) -> AsyncIterator[None]:

@@ -50,6 +50,34 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="accepted bearer key; repeat for several [STREAM_SERVER_API_KEYS, comma separated]",
     )
     serve.add_argument(
+        "--admin-key",
+        action="append",
+        dest="admin_keys",
+        help="bearer key that also sees every key's files and usage; repeat for several "
+        "[STREAM_SERVER_ADMIN_KEYS, comma separated]",
+    )
+    serve.add_argument(
+        "--key-balance",
+        action="append",
+        dest="key_balances",
+        metavar="KEY=SECONDS",
+        help="audio seconds a configured key may use in all; repeat per key "
+        "[STREAM_SERVER_KEY_BALANCES, comma separated]",
+    )
+    serve.add_argument(
+        "--prompt-price-per-million",
+        type=float,
+        default=default("PROMPT_PRICE_PER_MILLION", defaults.prompt_price_per_million),
+        help="price of a million prompt tokens, for /api/v2 cost [STREAM_SERVER_PROMPT_PRICE_PER_MILLION]",
+    )
+    serve.add_argument(
+        "--completion-price-per-million",
+        type=float,
+        default=default("COMPLETION_PRICE_PER_MILLION", defaults.completion_price_per_million),
+        help="price of a million completion tokens [STREAM_SERVER_COMPLETION_PRICE_PER_MILLION]",
+    )
+    serve.add_argument("--currency", default=default("CURRENCY", defaults.currency), help="[STREAM_SERVER_CURRENCY]")
+    serve.add_argument(
         "--allow-unauthenticated",
         action="store_true",
         default=_truthy(default("ALLOW_UNAUTHENTICATED", "")),
@@ -67,8 +95,32 @@ def _truthy(value: object) -> bool:
     return str(value).lower() in {"1", "true", "yes", "on"}
 
 
+def _listed(values: list[str] | None, env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Repeated flags, else the comma-separated environment variable."""
+    items = values or env.get(ENV_PREFIX + name, "").split(",")
+    return tuple(item.strip() for item in items if item.strip())
+
+
+def parse_balances(items: tuple[str, ...], known_keys: set[str]) -> tuple[tuple[str, float], ...]:
+    balances = []
+    for item in items:
+        key, sep, seconds = item.rpartition("=")
+        try:
+            value = float(seconds)
+        except ValueError:
+            value = -1.0
+        if not sep or not key or value < 0:
+            raise ValueError(f"--key-balance takes KEY=SECONDS (seconds >= 0), not {item!r}")
+        if key not in known_keys:
+            raise ValueError("--key-balance names a key that is not given with --api-key or --admin-key")
+        balances.append((key, value))
+    return tuple(balances)
+
+
 def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
-    keys = args.api_keys or [k for k in env.get(ENV_PREFIX + "API_KEYS", "").split(",")]
+    api_keys = _listed(args.api_keys, env, "API_KEYS")
+    admin_keys = _listed(args.admin_keys, env, "ADMIN_KEYS")
+    balances = parse_balances(_listed(args.key_balances, env, "KEY_BALANCES"), {*api_keys, *admin_keys})
     return Settings(
         host=args.host,
         port=int(args.port),
@@ -76,10 +128,15 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Sett
         device=args.device,
         compute_type=args.compute_type,
         cpu_threads=int(args.cpu_threads),
-        api_keys=tuple(k.strip() for k in keys if k.strip()),
+        api_keys=api_keys,
+        admin_keys=admin_keys,
+        key_balances=balances,
         allow_unauthenticated=args.allow_unauthenticated,
         data_dir=Path(args.data_dir),
         max_upload_bytes=int(float(args.max_upload_mb) * MEGABYTE),
+        prompt_price_per_million=float(args.prompt_price_per_million),
+        completion_price_per_million=float(args.completion_price_per_million),
+        currency=args.currency,
     )
 
 
@@ -103,8 +160,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = settings_from_args(args, env)
-    if not settings.api_keys:
+    try:
+        settings = settings_from_args(args, env)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    if not settings.api_keys and not settings.admin_keys:
         if not is_loopback(settings.host) and not settings.allow_unauthenticated:
             log.error(
                 "refusing to listen on %s with no API keys: give --api-key (or STREAM_SERVER_API_KEYS), "

@@ -56,3 +56,17 @@ class Overloaded(ServiceError):
 class NotReady(ServiceError):
     error_type = "server_error"
     default_code = "model_not_ready"
+
+
+class InsufficientBalance(InvalidRequest):
+    """The key's audio-seconds balance cannot cover this request."""
+
+    default_code = "insufficient_balance"
+
+
+class FieldTooLong(InvalidRequest):
+    default_code = "field_too_long"
+
+    def __init__(self, message: str, *, param: str, limit: int):
+        super().__init__(message, param=param)
+        self.limit = limit

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import TypeVar
 
+import numpy as np
+
 from stream_server.audio.decode import decode_file
 from stream_server.decoder.results import Transcription
 from stream_server.decoder.whisper import SpeechModel, TranscribeOptions
@@ -76,7 +78,14 @@ class TranscriptionService:
     async def transcribe_file(
         self, data: bytes, filename: str | None, options: TranscribeOptions
     ) -> Transcription:
+        self.model.check_language(options.language)
+        audio = await self.decode(data, filename)
+        return await self.transcribe_audio(audio, options)
+
+    async def decode(self, data: bytes, filename: str | None) -> np.ndarray:
+        """16 kHz mono float32; raises AudioDecodeError for anything that is not audio."""
+        return await self.run(decode_file, data, filename)
+
+    async def transcribe_audio(self, audio: np.ndarray, options: TranscribeOptions) -> Transcription:
         model = self.model
-        model.check_language(options.language)
-        audio = await self.run(decode_file, data, filename)
         return await self.scheduler.run(model.transcribe, audio, options, priority=BATCH)

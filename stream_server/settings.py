@@ -31,10 +31,19 @@ class Settings:
     """Bearer keys accepted; empty means no authentication (loopback only by default)."""
     allow_unauthenticated: bool = False
     """Allow listening on a non-loopback address with no API keys."""
+    admin_keys: tuple[str, ...] = ()
+    """Bearer keys that also see and manage every key's files, sessions and usage."""
+    key_balances: tuple[tuple[str, float], ...] = ()
+    """(key, audio seconds) pairs: the most audio each listed key may have transcribed in all."""
     data_dir: Path = field(default_factory=default_data_dir)
-    """Where the joined bundled models (and later stored files) live."""
+    """Where the joined bundled models, stored files and their metadata live."""
     max_upload_bytes: int = 25 * MEGABYTE
     """Largest accepted audio upload, enforced while reading."""
+    prompt_price_per_million: float = 0.0
+    """Price of a million prompt tokens, reported as `cost` by /api/v2."""
+    completion_price_per_million: float = 0.0
+    """Price of a million completion (transcript) tokens."""
+    currency: str = "USD"
 
     decode_slots: int = 1
     """Model calls run at once; each uses `cpu_threads` threads."""
@@ -48,3 +57,7 @@ class Settings:
     @property
     def model_cache_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.data_dir / "storage"

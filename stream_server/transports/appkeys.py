@@ -1,11 +1,24 @@
-"""Typed application state."""
+"""Typed application and request state."""
 
 from aiohttp import web
 
 from stream_server.engine.sessions import SessionHub
+from stream_server.library import FileLibrary
+from stream_server.metered import MeteredTranscriber
+from stream_server.principals import KeyRing, Principal
 from stream_server.service import TranscriptionService
 from stream_server.settings import Settings
+from stream_server.storage import Storage
+from stream_server.usage import UsageMeter
 
 SETTINGS = web.AppKey("settings", Settings)
 SERVICE = web.AppKey("service", TranscriptionService)
 SESSIONS = web.AppKey("sessions", SessionHub)
+KEYS = web.AppKey("keys", KeyRing)
+STORAGE = web.AppKey("storage", Storage)
+FILES = web.AppKey("files", FileLibrary)
+METER = web.AppKey("meter", UsageMeter)
+TRANSCRIBER = web.AppKey("transcriber", MeteredTranscriber)
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+"""Who made the request; set by the auth middleware."""

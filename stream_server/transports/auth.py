@@ -1,13 +1,16 @@
-"""Bearer API keys on the API paths; the page and /health stay open."""
+"""Bearer API keys on the API paths; the page and /health stay open.
+
+Every request gets its caller as `request[PRINCIPAL]`: the key's principal (key id = sha256 of
+the key, admin flag, balance), or the one anonymous principal when no keys are configured.
+"""
 
 from __future__ import annotations
-
-import hmac
 
 from aiohttp import web
 
 from stream_server.errors import Unauthorized
-from stream_server.transports.appkeys import SETTINGS
+from stream_server.principals import ANONYMOUS, Principal
+from stream_server.transports.appkeys import KEYS, PRINCIPAL
 
 PROTECTED_PREFIXES = ("/v1/", "/api/")
 
@@ -20,17 +23,23 @@ def presented_key(request: web.Request) -> str | None:
     return None
 
 
-def key_is_valid(key: str | None, keys: tuple[str, ...]) -> bool:
-    return key is not None and any(hmac.compare_digest(key, k) for k in keys)
+def principal_of(request: web.Request) -> Principal:
+    """The caller; anonymous on open paths when no key was presented."""
+    return request.get(PRINCIPAL, ANONYMOUS)
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
-    keys = request.app[SETTINGS].api_keys
-    if keys and request.path.startswith(PROTECTED_PREFIXES):
-        key = presented_key(request)
+    keys = request.app[KEYS]
+    if not keys.enabled:
+        request[PRINCIPAL] = ANONYMOUS
+        return await handler(request)
+    key = presented_key(request)
+    principal = keys.identify(key) if key is not None else None
+    if principal is not None:
+        request[PRINCIPAL] = principal
+    elif request.path.startswith(PROTECTED_PREFIXES):
         if key is None:
             raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-        if not key_is_valid(key, keys):
-            raise Unauthorized("incorrect API key provided")
+        raise Unauthorized("incorrect API key provided")
     return await handler(request)

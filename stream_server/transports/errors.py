@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 
 from stream_server import errors
+from stream_server.transports.messages import localize, localized_message
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +33,12 @@ def error_body(message: str, error_type: str, param: str | None = None, code: st
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
-def service_error_body(error: errors.ServiceError) -> dict:
-    return error_body(error.message, error.error_type, error.param, error.code)
+def service_error_body(error: errors.ServiceError, culture: str | None = None) -> dict:
+    return error_body(localized_message(error, culture), error.error_type, error.param, error.code)
 
 
-def error_response(error: errors.ServiceError) -> web.Response:
-    response = web.json_response(service_error_body(error), status=status_of(error))
+def error_response(error: errors.ServiceError, culture: str | None = None) -> web.Response:
+    response = web.json_response(service_error_body(error, culture), status=status_of(error))
     if isinstance(error, errors.Overloaded):
         response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
     return response
@@ -45,10 +46,11 @@ def error_response(error: errors.ServiceError) -> web.Response:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
+    culture = request.query.get("culture")
     try:
         return await handler(request)
     except errors.ServiceError as exc:
-        return error_response(exc)
+        return error_response(exc, culture)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -58,7 +60,8 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return web.json_response(body, status=exc.status, headers=_allowed(exc))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        body = error_body("internal server error", "server_error", None, "internal_error")
+        message = localize("internal_error", "internal server error", culture)
+        body = error_body(message, "server_error", None, "internal_error")
         return web.json_response(body, status=500)
 
 

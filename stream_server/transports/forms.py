@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
 
 from aiohttp import BodyPartReader, MultipartReader, web
 
@@ -37,6 +38,17 @@ class Form:
     def get_all(self, *names: str) -> list[str]:
         return [v for name in names for v in self.fields.get(name, [])]
 
+    def require(self, name: str) -> str:
+        value = self.get(name)
+        if not value:
+            raise InvalidRequest(f"'{name}' is required", param=name, code="missing_field")
+        return value
+
+    def require_file(self) -> bytes:
+        if self.file is None:
+            raise InvalidRequest("'file' is required", param="file", code="missing_field")
+        return self.file
+
     @classmethod
     def from_query(cls, request: web.Request) -> "Form":
         fields: dict[str, list[str]] = {}
@@ -46,11 +58,18 @@ class Form:
 
 
 def too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"the upload is larger than the {limit / (1024 * 1024):g} MB limit", param="file")
+    size = f"{limit / (1024 * 1024):g} MB" if limit >= 1024 * 1024 else f"{limit} byte"
+    return PayloadTooLarge(f"the upload is larger than the {size} limit", param="file")
 
 
 class MalformedUpload(InvalidRequest):
     default_code = "invalid_multipart"
+
+
+class IncompleteUpload(InvalidRequest):
+    """The client went away mid-body: nothing of it was kept."""
+
+    default_code = "incomplete_upload"
 
 
 async def open_multipart(request: web.Request, max_file_bytes: int | None) -> MultipartReader:
@@ -81,6 +100,8 @@ async def read_fields_until_file(reader: MultipartReader) -> tuple[Form, BodyPar
                 await _read_field(part, form)
     except (ValueError, AssertionError) as exc:
         raise MalformedUpload(f"malformed multipart body: {exc}") from exc
+    except ConnectionError as exc:
+        raise IncompleteUpload("the upload was cut off before its end") from exc
     return form, None
 
 
@@ -94,10 +115,15 @@ async def read_rest(reader: MultipartReader, form: Form, file_part: BodyPartRead
                 await _read_field(part, form)
     except (ValueError, AssertionError) as exc:
         raise MalformedUpload(f"malformed multipart body: {exc}") from exc
+    except ConnectionError as exc:
+        raise IncompleteUpload("the upload was cut off before its end") from exc
     return form
 
 
 async def read_form(request: web.Request, max_file_bytes: int) -> Form:
+    """A multipart form, or an url-encoded one (text fields only, e.g. `file_id` in place of a file)."""
+    if request.content_type == "application/x-www-form-urlencoded":
+        return await _read_urlencoded(request)
     reader = await open_multipart(request, max_file_bytes)
     form, file_part = await read_fields_until_file(reader)
     return await read_rest(reader, form, file_part, max_file_bytes)
@@ -139,3 +165,15 @@ async def _read_bounded(part: BodyPartReader, limit: int, error: Exception) -> b
         if len(data) > limit:
             raise error
     return bytes(data)
+
+
+async def _read_urlencoded(request: web.Request) -> Form:
+    data = bytearray()
+    while chunk := await request.content.read(CHUNK):
+        data += chunk
+        if len(data) > FORM_OVERHEAD:
+            raise InvalidRequest("the form is too large", code="invalid_form")
+    form = Form()
+    for name, value in parse_qsl(data.decode("utf-8", "replace"), keep_blank_values=True):
+        form.fields.setdefault(name, []).append(value)
+    return form

@@ -17,7 +17,9 @@ from stream_server.decoder.whisper import TranscribeOptions
 from stream_server.errors import InvalidRequest, NotFound
 from stream_server.formats import RESPONSE_FORMATS, render
 from stream_server.models import OPENAI_MODEL_ALIASES
-from stream_server.transports.appkeys import SERVICE, SETTINGS
+from stream_server.transports.appkeys import SERVICE, SETTINGS, TRANSCRIBER
+from stream_server.transports.audio_input import audio_from_form
+from stream_server.transports.auth import principal_of
 from stream_server.audio.live import RawFormat, container_pcm, raw_pcm
 from stream_server.transports.forms import (
     Form,
@@ -25,6 +27,7 @@ from stream_server.transports.forms import (
     open_multipart,
     part_chunks,
     read_fields_until_file,
+    read_form,
     read_rest,
     too_large,
 )
@@ -159,6 +162,8 @@ async def create_transcription(request: web.Request) -> web.StreamResponse:
     query parameters. With stream=true, text is sent as SSE while the upload still arrives."""
     if request.content_type == "multipart/form-data":
         return await _transcribe_multipart(request)
+    if request.content_type == "application/x-www-form-urlencoded":
+        return await _transcribe_stored(request)
     return await _transcribe_raw_body(request)
 
 
@@ -174,13 +179,21 @@ async def _transcribe_multipart(request: web.Request) -> web.StreamResponse:
     if request.content_length is not None and request.content_length > settings.max_upload_bytes + 65536:
         raise too_large(settings.max_upload_bytes)
     form = await read_rest(reader, form, file_part, settings.max_upload_bytes)
+    return await _transcribe_form(request, form)
+
+
+async def _transcribe_stored(request: web.Request) -> web.StreamResponse:
+    """An url-encoded form: the audio is a stored file named by `file_id`."""
+    return await _transcribe_form(request, await read_form(request, request.app[SETTINGS].max_upload_bytes))
+
+
+async def _transcribe_form(request: web.Request, form: Form) -> web.StreamResponse:
     params = parse_transcription_request(form, served_model_names(request))
-    if form.file is None:
-        raise InvalidRequest("'file' is required", param="file", code="missing_field")
+    audio = await audio_from_form(request, form)
     if params.stream:
-        pcm = container_pcm(_once(form.file), form.filename, settings.max_upload_bytes)
+        pcm = container_pcm(_once(audio.data), audio.filename, request.app[SETTINGS].max_upload_bytes)
         return await _respond_live(request, params, pcm)
-    return await _respond_file(request, params, form.file, form.filename)
+    return await _respond_file(request, params, audio.data, audio.filename)
 
 
 async def _transcribe_raw_body(request: web.Request) -> web.StreamResponse:
@@ -220,7 +233,9 @@ async def _respond_live(request: web.Request, params: TranscriptionRequest, pcm)
 async def _respond_file(
     request: web.Request, params: TranscriptionRequest, data: bytes, filename: str | None
 ) -> web.Response:
-    result = await request.app[SERVICE].transcribe_file(data, filename, params.options)
+    result = await request.app[TRANSCRIBER].transcribe(
+        principal_of(request), data, filename, params.options, model=params.model
+    )
     rendered = render(
         result,
         params.response_format,

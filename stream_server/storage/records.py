@@ -1,0 +1,63 @@
+"""What storage keeps: small frozen records. Times are Unix seconds (UTC)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+
+def new_file_id() -> str:
+    return f"file-{secrets.token_hex(12)}"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    id: str
+    filename: str
+    bytes: int
+    created_at: int
+    purpose: str
+    owner: str
+    """Key id (sha256 of the key) of the uploader."""
+    duration: float
+    """Audio duration in seconds, measured when the file was uploaded."""
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    key_id: str
+    model: str
+    kind: str
+    """"file" (a stored or uploaded file), "stream" or "session"."""
+    audio_seconds: float
+    prompt_tokens: int
+    completion_tokens: int
+    created_at: float
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    """Usage of one key on one UTC day."""
+
+    key_id: str
+    day: str
+    """YYYY-MM-DD, UTC."""
+    requests: int
+    audio_seconds: float
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """The finished transcript of a live session."""
+
+    id: str
+    owner: str
+    model: str
+    language: str
+    transcript: str
+    duration: float
+    """Audio seconds the session received."""
+    created_at: float
+    ended_at: float
