@@ -3,34 +3,28 @@ and the observer endpoints of a session (its transcript, its event feed with rep
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import numpy as np
 from aiohttp import web
 
 from stream_server.engine.sessions import LiveSession
-from stream_server.engine.stream import LiveTranscriber, StreamOptions
-from stream_server.errors import InvalidRequest, NotFound, ServiceError
+from stream_server.errors import Forbidden, InvalidRequest, NotFound, ServiceError
 from stream_server.events import SessionStarted, StreamFailed
-from stream_server.transports.appkeys import SERVICE, SESSIONS, SETTINGS
+from stream_server.principals import ANONYMOUS_ID
+from stream_server.transports.appkeys import SERVICE, SESSIONS, STORAGE
+from stream_server.transports.auth import principal_of
 from stream_server.transports.errors import service_error_body
 from stream_server.transports.event_json import OPENAI_TYPES, event_json
+from stream_server.transports.live_run import end_live_run, start_live_run
 from stream_server.transports.sse import EventStream
-from stream_server.vad.segmenter import VadOptions
+from stream_server.transports.stored_sessions import session_object
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 SESSION_HEADER = "X-Session-Id"
-
-
-def stream_options(request: web.Request) -> StreamOptions:
-    settings = request.app[SETTINGS]
-    return StreamOptions(step_s=settings.stream_step_s, vad=VadOptions(aggressiveness=settings.vad_aggressiveness))
 
 
 async def respond_live(
@@ -43,18 +37,13 @@ async def respond_live(
     logprobs: bool = False,
 ) -> web.StreamResponse:
     """Transcribe `pcm` as it arrives and answer with SSE while it does."""
-    service = request.app[SERVICE]
-    model = service.model
-    model.check_language(language)
-    session = request.app[SESSIONS].create(model.name, language)
-    transcriber = LiveTranscriber(
-        service.window_decoder(model, language), session.publish, stream_options(request), prompt
-    )
-    feeding = asyncio.ensure_future(_feed(pcm, transcriber, session))
+    run = await start_live_run(request.app, principal_of(request), pcm, language=language, prompt=prompt)
+    session = run.session
+    count_tokens = request.app[SERVICE].model.count_tokens
     try:
         async with EventStream(request, {SESSION_HEADER: session.id}) as sse:
             async for event in session.follow():
-                body = event_json(event, model.count_tokens, logprobs=logprobs)
+                body = event_json(event, count_tokens, logprobs=logprobs)
                 if isinstance(event, SessionStarted) and not partials:
                     # Strict OpenAI clients know only deltas and done: an empty delta carries the id.
                     body = {"type": "transcript.text.delta", "delta": "", "session_id": session.id}
@@ -63,46 +52,33 @@ async def respond_live(
                 await sse.send(body, event.seq)
             await sse.send("[DONE]")
             return sse.response
-    except (ConnectionError, asyncio.CancelledError):
-        session.fail("the client disconnected", "client_disconnected")
-        raise
     finally:
-        if not feeding.done():
-            feeding.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await feeding
-        await transcriber.cancel()
+        await end_live_run(request.app, run)
 
 
-async def _feed(pcm: AsyncIterator[np.ndarray], transcriber: LiveTranscriber, session: LiveSession) -> None:
-    try:
-        async for chunk in pcm:
-            transcriber.push(chunk)
-        await transcriber.finish()
-    except ServiceError as exc:
-        await transcriber.cancel()
-        session.publish(StreamFailed(message=exc.message, code=exc.code or "invalid_request", error_type=exc.error_type))
-    except (ConnectionError, asyncio.IncompleteReadError) as exc:
-        await transcriber.cancel()
-        session.fail(f"the upload broke off: {exc or type(exc).__name__}", "upload_incomplete")
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        log.exception("live stream %s failed", session.id)
-        await transcriber.cancel()
-        session.publish(StreamFailed(message="internal server error", code="internal_error", error_type="server_error"))
+def _not_found(request: web.Request) -> NotFound:
+    session_id = request.match_info["session_id"]
+    return NotFound(f"no session '{session_id}'", param="session_id", code="session_not_found")
 
 
-def _session(request: web.Request) -> LiveSession:
+def _live_session(request: web.Request) -> LiveSession | None:
+    """The session if this process still holds it; another key's session is a 403."""
     session = request.app[SESSIONS].get(request.match_info["session_id"])
-    if session is None:
-        raise NotFound(f"no session '{request.match_info['session_id']}'", param="session_id", code="session_not_found")
+    if session is not None and not principal_of(request).may_access(session.owner or ANONYMOUS_ID):
+        raise Forbidden("this session belongs to another API key", param="session_id", code="forbidden")
     return session
 
 
 @routes.get("/v1/audio/sessions/{session_id}")
 async def get_session(request: web.Request) -> web.Response:
-    session = _session(request)
+    session = _live_session(request)
+    if session is None:  # finished before a restart: the stored transcript
+        record = await request.app[STORAGE].get_session(request.match_info["session_id"])
+        if record is None:
+            raise _not_found(request)
+        if not principal_of(request).may_access(record.owner):
+            raise Forbidden("this session belongs to another API key", param="session_id", code="forbidden")
+        return web.json_response({**session_object(record), "status": "completed"})
     body = {
         "id": session.id,
         "object": "audio.session",
@@ -124,7 +100,9 @@ async def get_session(request: web.Request) -> web.Response:
 @routes.get("/v1/audio/sessions/{session_id}/events")
 async def follow_session(request: web.Request) -> web.StreamResponse:
     """Every event of a session, partials included; `Last-Event-ID` resumes after that event."""
-    session = _session(request)
+    session = _live_session(request)
+    if session is None:
+        raise _not_found(request)
     last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or "-1"
     try:
         after = int(last)

@@ -1,0 +1,123 @@
+"""One live stream from start to end, whatever carries it (SSE, WebSocket): the session, its
+transcriber fed from a PCM iterator, the caller's balance, and what is kept afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import numpy as np
+from aiohttp import web
+
+from stream_server.engine.sessions import LiveSession
+from stream_server.engine.stream import LiveTranscriber, StreamOptions
+from stream_server.errors import InsufficientBalance, ServiceError
+from stream_server.events import StreamFailed
+from stream_server.principals import Principal
+from stream_server.storage import SessionRecord
+from stream_server.transports.appkeys import METER, SERVICE, SESSIONS, SETTINGS, STORAGE
+from stream_server.vad.segmenter import VadOptions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LiveRun:
+    session: LiveSession
+    transcriber: LiveTranscriber
+    principal: Principal
+    feeding: asyncio.Task | None = None
+
+
+def stream_options(app: web.Application) -> StreamOptions:
+    settings = app[SETTINGS]
+    return StreamOptions(step_s=settings.stream_step_s, vad=VadOptions(aggressiveness=settings.vad_aggressiveness))
+
+
+async def start_live_run(
+    app: web.Application,
+    principal: Principal,
+    pcm: AsyncIterator[np.ndarray],
+    *,
+    language: str | None,
+    prompt: str | None,
+) -> LiveRun:
+    """Check the caller may stream, open a session, and start feeding it in the background."""
+    service = app[SERVICE]
+    model = service.model
+    model.check_language(language)
+    meter = app[METER]
+    await meter.check_balance(principal)
+    allowance = await meter.remaining_seconds(principal)
+    session = app[SESSIONS].create(model.name, language, owner=principal.key_id)
+    transcriber = LiveTranscriber(service.window_decoder(model, language), session.publish, stream_options(app), prompt)
+    run = LiveRun(session, transcriber, principal)
+    run.feeding = asyncio.ensure_future(_feed(pcm, run, allowance))
+    return run
+
+
+async def _feed(pcm: AsyncIterator[np.ndarray], run: LiveRun, allowance: float | None) -> None:
+    transcriber, session = run.transcriber, run.session
+    try:
+        async for chunk in pcm:
+            transcriber.push(chunk)
+            if allowance is not None and transcriber.received_seconds > allowance:
+                raise InsufficientBalance("insufficient balance: the key's audio seconds ran out during the stream")
+        await transcriber.finish()
+    except ServiceError as exc:
+        await transcriber.cancel()
+        session.publish(StreamFailed(message=exc.message, code=exc.code or "invalid_request", error_type=exc.error_type))
+    except (ConnectionError, asyncio.IncompleteReadError) as exc:
+        await transcriber.cancel()
+        session.fail(f"the upload broke off: {exc or type(exc).__name__}", "upload_incomplete")
+    except asyncio.CancelledError:
+        await transcriber.cancel()
+        raise
+    except Exception:
+        log.exception("live stream %s failed", session.id)
+        await transcriber.cancel()
+        session.publish(StreamFailed(message="internal server error", code="internal_error", error_type="server_error"))
+
+
+async def end_live_run(app: web.Application, run: LiveRun, reason: str = "the client disconnected") -> None:
+    """Stop feeding (if it still runs), end the session, record usage and keep the transcript."""
+    if run.feeding is not None and not run.feeding.done():
+        run.feeding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run.feeding
+    await run.transcriber.cancel()
+    session = run.session
+    if session.outcome is None:
+        session.fail(reason, "client_disconnected")
+    await asyncio.shield(_keep(app, run))
+
+
+async def _keep(app: web.Application, run: LiveRun) -> None:
+    session, transcriber = run.session, run.transcriber
+    try:
+        await app[METER].record(
+            run.principal,
+            model=session.model,
+            kind="stream",
+            audio_seconds=transcriber.received_seconds,
+            prompt_tokens=transcriber.prompt_tokens,
+            completion_tokens=app[SERVICE].model.count_tokens(session.text),
+        )
+        await app[STORAGE].save_session(
+            SessionRecord(
+                id=session.id,
+                owner=session.owner or run.principal.key_id,
+                model=session.model,
+                language=session.language or "",
+                transcript=session.text,
+                duration=transcriber.received_seconds,
+                created_at=session.created_at,
+                ended_at=time.time(),
+            )
+        )
+    except Exception:
+        log.exception("could not keep session %s", session.id)
