@@ -1,0 +1,247 @@
+"""Live transcription over SSE, end to end on the real model and real audio."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import wave
+from dataclasses import replace
+
+import av
+import numpy as np
+import openai
+import pytest
+from whisper_normalizer.english import EnglishTextNormalizer
+
+from stream_server.app import create_app
+from stream_server.audio import SAMPLE_RATE
+from stream_server.transports.appkeys import SESSIONS
+from tests.conftest import audio_path
+from tests.live_helpers import RAW_S16LE, PacedUpload, of_type, pcm16k, read_sse, s16le
+
+normalise = EnglishTextNormalizer()
+URL = "/v1/audio/transcriptions"
+JFK_WORDS = "ask not what your country can do for you"
+
+
+def live_url(**params: str) -> str:
+    query = "&".join(f"{k}={v}" for k, v in {"model": "whisper-1", "stream": "true", **params}.items())
+    return f"{URL}?{query}"
+
+
+def test_sdk_iterates_the_stream_in_strict_mode(live_server):
+    client = openai.OpenAI(base_url=live_server + "/v1", api_key="x", max_retries=0, _strict_response_validation=True)
+    with audio_path("en_jfk_16k.wav").open("rb") as f:
+        stream = client.audio.transcriptions.create(model="whisper-1", file=f, stream=True)
+        events = list(stream)
+    types = [e.type for e in events]
+    assert types[-1] == "transcript.text.done" and set(types[:-1]) == {"transcript.text.delta"}
+    assert events[0].session_id.startswith("sess_")  # extra field on the first (empty) delta
+    text = "".join(e.delta for e in events[:-1])
+    assert text == events[-1].text
+    assert JFK_WORDS in normalise(text)
+    assert events[-1].usage.output_tokens > 10
+
+
+async def test_raw_chunked_upload_streams_text_while_uploading(client):
+    pause = np.zeros(int(1.5 * SAMPLE_RATE), np.float32)
+    audio = np.concatenate([pcm16k("en_jfk_16k.wav"), pause, pcm16k("en_ls_1995-1837-0001.wav")])
+    upload = PacedUpload(s16le(audio), bytes_per_second=2 * SAMPLE_RATE, speed=3.0)
+    response = await client.post(live_url(), data=upload, headers={"Content-Type": RAW_S16LE})
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    session_id = response.headers["X-Session-Id"]
+    events = await read_sse(response)
+    deltas = [e for e in events if e.type == "transcript.text.delta" and e.data["delta"]]
+    assert deltas and upload.finished_at is not None
+    assert deltas[0].received_at < upload.finished_at, "the first text must come while audio is still arriving"
+    done = of_type(events, "transcript.text.done")[0]
+    assert "".join(e.data["delta"] for e in deltas) == done["text"]
+    assert JFK_WORDS in normalise(done["text"]) and "great sorrow of his life" in normalise(done["text"])
+    assert {e.type for e in events[:-1]} == {"transcript.text.delta", "transcript.text.done"}
+    assert events[0].data["session_id"] == session_id and events[-1].data == "[DONE]"
+
+
+async def test_partials_and_live_events_only_when_asked(client):
+    data = s16le(pcm16k("en_ls_1995-1837-0001.wav"))
+    response = await client.post(
+        live_url(partials="true"), data=PacedUpload(data, 2 * SAMPLE_RATE, speed=2.0), headers={"Content-Type": RAW_S16LE}
+    )
+    events = await read_sse(response)
+    types = [e.type for e in events if e.type]
+    assert types[0] == "session.created"
+    for kind in ("speech.started", "transcript.text.partial", "transcript.utterance.done", "speech.stopped"):
+        assert kind in types, kind
+    assert types[-1] == "transcript.text.done"
+    seqs = [e.id for e in events if e.id is not None]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    utterance = of_type(events, "transcript.utterance.done")[0]
+    starts = [w["start"] for w in utterance["words"]]
+    assert starts == sorted(starts) and 0 <= starts[0] and utterance["words"][-1]["end"] <= 8.8
+
+
+async def test_observer_reconnecting_with_last_event_id_gets_each_event_once(client):
+    data = s16le(pcm16k("en_jfk_16k.wav"))
+    upload = PacedUpload(data, 2 * SAMPLE_RATE, speed=2.0)
+    speaker = asyncio.ensure_future(
+        client.post(live_url(), data=upload, headers={"Content-Type": RAW_S16LE})
+    )
+    response = await speaker
+    session_id = response.headers["X-Session-Id"]
+    reading = asyncio.ensure_future(read_sse(response))
+    first = await client.get(f"/v1/audio/sessions/{session_id}/events")
+    part = await read_sse(first, limit=3)
+    first.close()  # the viewer drops
+    again = await client.get(
+        f"/v1/audio/sessions/{session_id}/events", headers={"Last-Event-ID": str(part[-1].id)}
+    )
+    rest = await read_sse(again)
+    await reading
+    seen = [e.id for e in part + rest if e.id is not None]
+    session = client.app[SESSIONS].get(session_id)
+    assert seen == [e.seq for e in session.events]
+    assert rest[-1].data == "[DONE]"
+
+
+async def test_no_text_in_the_noise_stretch_of_the_dev_feed(client):
+    feed = pcm16k("en_dev_feed_16k.wav")
+    start, noise = 36.0, (44.5, 53.5)  # the feed's faint-noise stretch
+    excerpt = feed[int(start * SAMPLE_RATE) : int(60.0 * SAMPLE_RATE)]
+    response = await client.post(
+        live_url(partials="true"), data=PacedUpload(s16le(excerpt), 2 * SAMPLE_RATE, speed=20.0),
+        headers={"Content-Type": RAW_S16LE},
+    )
+    events = await read_sse(response)
+    words = [w for u in of_type(events, "transcript.utterance.done") for w in u["words"]]
+    assert len(words) > 20
+    inside = [w for w in words if noise[0] + 0.5 < w["start"] + start < noise[1] - 0.5]
+    assert inside == []
+
+
+async def test_client_disconnect_ends_the_session_and_keeps_its_transcript(client):
+    data = s16le(np.concatenate([pcm16k("en_jfk_16k.wav")] * 3))
+    upload = PacedUpload(data, 2 * SAMPLE_RATE, speed=2.0)
+    response = await client.post(live_url(), data=upload, headers={"Content-Type": RAW_S16LE})
+    session_id = response.headers["X-Session-Id"]
+    events = []
+    async for raw in response.content:
+        if b'"delta": "' in raw and b'"delta": ""' not in raw:
+            events.append(raw)
+            break
+    response.close()  # the client goes away mid-stream
+    for _ in range(100):
+        status = await (await client.get(f"/v1/audio/sessions/{session_id}")).json()
+        if status["status"] != "live":
+            break
+        await asyncio.sleep(0.1)
+    assert status["status"] == "failed" and status["error"]["code"] in {"client_disconnected", "upload_incomplete"}
+    kept = normalise(status["text"])
+    assert kept and "and so my fellow americans ask not what your country can do for you".startswith(kept[:40])
+    assert client.app[SESSIONS].live() == []
+
+
+@pytest.fixture
+def impatient_settings(settings):
+    return replace(settings, idle_timeout_s=1.0)
+
+
+async def test_a_stalled_upload_ends_with_an_error_event(aiohttp_client, impatient_settings, speech_model):
+    client = await aiohttp_client(create_app(impatient_settings, model=speech_model))
+    data = s16le(pcm16k("en_jfk_16k.wav"))
+    upload = PacedUpload(data, 2 * SAMPLE_RATE, speed=10.0, stall_after=len(data) // 2)
+    response = await client.post(live_url(), data=upload, headers={"Content-Type": RAW_S16LE})
+    events = await read_sse(response)
+    errors = [e.data["error"] for e in events if isinstance(e.data, dict) and "error" in e.data]
+    assert errors and errors[0]["code"] == "idle_timeout"
+
+
+async def test_garbage_in_a_container_stream_is_an_error_event(client):
+    response = await client.post(
+        live_url(), data=b"\x00garbage" * 4000, headers={"Content-Type": "audio/wav"}
+    )
+    assert response.status == 200
+    events = await read_sse(response)
+    errors = [e.data["error"] for e in events if isinstance(e.data, dict) and "error" in e.data]
+    assert errors and errors[0]["code"] == "invalid_audio"
+    assert (await client.get("/health")).status == 200
+
+
+def _encode(audio: np.ndarray, container: str, codec: str, rate: int) -> bytes:
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate)
+        frame = av.AudioFrame.from_ndarray(
+            (audio[None, :] * 32767).astype(np.int16), format="s16", layout="mono"
+        )
+        frame.sample_rate = SAMPLE_RATE
+        resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=rate)
+        for resampled in resampler.resample(frame) + resampler.resample(None):
+            for packet in stream.encode(resampled):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("container", "codec", "rate", "streams"),
+    [("ogg", "libopus", 48000, True), ("mp3", "libmp3lame", 16000, True), ("mp4", "aac", 16000, False)],
+)
+async def test_containers_stream_and_mp4_falls_back_to_whole_file(client, container, codec, rate, streams):
+    audio = pcm16k("en_jfk_16k.wav")
+    data = _encode(audio, container, codec, rate)
+    form = {"model": "whisper-1", "stream": "true", "file": io.BytesIO(data)}
+    response = await client.post(URL, data=form)
+    events = await read_sse(response)
+    done = of_type(events, "transcript.text.done")
+    assert done and JFK_WORDS in normalise(done[0]["text"]), (container, events[-3:])
+
+
+@pytest.mark.parametrize(
+    ("content_type", "convert"),
+    [
+        ("audio/L16;rate=8000;channels=2", lambda a: np.repeat((a * 32767).astype(">i2")[:, None], 2, 1).tobytes()),
+        ("audio/PCMU", lambda a: _g711(a, "pcm_mulaw")),
+        ("audio/PCMA", lambda a: _g711(a, "pcm_alaw")),
+    ],
+)
+async def test_telephony_raw_formats(client, content_type, convert):
+    audio = pcm16k("en_ls_1995-1837-0001.wav")
+    eight_k = _resample(audio, 8000)
+    data = convert(eight_k)
+    rate = 8000 * (2 * (2 if "channels=2" in content_type else 1) if "L16" in content_type else 1)
+    response = await client.post(
+        live_url(), data=PacedUpload(data, rate, speed=20.0), headers={"Content-Type": content_type}
+    )
+    done = of_type(await read_sse(response), "transcript.text.done")
+    assert "great sorrow of his life" in normalise(done[0]["text"])
+
+
+def _resample(audio: np.ndarray, rate: int) -> np.ndarray:
+    frame = av.AudioFrame.from_ndarray(audio[None, :].astype(np.float32), format="flt", layout="mono")
+    frame.sample_rate = SAMPLE_RATE
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    return np.concatenate([f.to_ndarray()[0] for f in resampler.resample(frame) + resampler.resample(None)])
+
+
+def _g711(audio: np.ndarray, codec: str) -> bytes:
+    encoder = av.CodecContext.create(codec, "w")
+    encoder.sample_rate, encoder.layout, encoder.format = 8000, "mono", "s16"
+    encoder.open()
+    frame = av.AudioFrame.from_ndarray((audio[None, :] * 32767).astype(np.int16), format="s16", layout="mono")
+    frame.sample_rate = 8000
+    return b"".join(bytes(p) for p in encoder.encode(frame) + encoder.encode(None))
+
+
+async def test_raw_body_without_stream_is_transcribed_as_a_file(client):
+    data = s16le(pcm16k("en_jfk_16k.wav"))
+    response = await client.post(f"{URL}?model=whisper-1", data=data, headers={"Content-Type": RAW_S16LE})
+    assert response.status == 200
+    assert JFK_WORDS in normalise((await response.json())["text"])
+
+
+async def test_stream_refuses_subtitle_formats(client):
+    data = s16le(pcm16k("en_jfk_16k.wav"))
+    response = await client.post(live_url(response_format="srt"), data=data, headers={"Content-Type": RAW_S16LE})
+    assert response.status == 400
+    assert (await response.json())["error"]["param"] == "response_format"
