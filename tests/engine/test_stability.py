@@ -1,0 +1,55 @@
+from stream_server.decoder.results import Word
+from stream_server.engine.stability import LocalAgreement, normalise
+
+
+def words(text: str, start: float = 0.0, step: float = 0.5) -> list[Word]:
+    return [Word(start + i * step, start + (i + 1) * step, f" {w}", 0.9) for i, w in enumerate(text.split())]
+
+
+def test_commits_only_what_two_hypotheses_agree_on():
+    policy = LocalAgreement()
+    assert policy.update(words("and so my")) == []
+    assert [w.text for w in policy.update(words("and so am I"))] == [" and", " so"]
+    assert [w.text for w in policy.tail] == [" am", " I"]
+
+
+def test_agreement_ignores_case_and_punctuation():
+    assert normalise(" Country,") == normalise("country")
+    policy = LocalAgreement()
+    policy.update(words("Ask not what"))
+    assert len(policy.update(words("ask not, what your"))) == 3
+
+
+def test_committed_words_are_not_committed_again_when_re_decoded():
+    policy = LocalAgreement()
+    policy.update(words("one two three"))
+    policy.update(words("one two three four"))
+    assert [w.text for w in policy.committed] == [" one", " two", " three"]
+    policy.update(words("one two three four five"))
+    committed = [w.text for w in policy.committed]
+    assert committed == [" one", " two", " three", " four"]
+    assert len(committed) == len(set(committed))
+
+
+def test_commit_all_takes_the_unseen_rest():
+    policy = LocalAgreement()
+    policy.update(words("a b c"))
+    policy.update(words("a b d"))
+    final = policy.commit_all(words("a b d e"))
+    assert [w.text for w in final] == [" d", " e"]
+    assert policy.tail == []
+
+
+def test_overlap_at_the_head_is_dropped_even_with_shifted_times():
+    policy = LocalAgreement()
+    policy.update(words("x y z"))
+    policy.update(words("x y z"))
+    shifted = words("y z next", start=1.0)  # re-decoded with slightly later timestamps
+    assert [w.text for w in policy.commit_all(shifted)] == [" next"]
+
+
+def test_force_commit_bounds_the_tail():
+    policy = LocalAgreement()
+    policy.update(words("a b c d"))
+    forced = policy.commit_tail_before(1.0)
+    assert [w.text for w in forced] == [" a", " b"]

@@ -1,0 +1,97 @@
+"""The live transcriber's policy with a scripted fake decoder (the real model is tested end to end)."""
+
+import asyncio
+
+import numpy as np
+
+from stream_server.audio import SAMPLE_RATE
+from stream_server.decoder.results import Segment, Transcription, Word
+from stream_server.engine.stream import LiveTranscriber, StreamOptions
+from stream_server.events import StreamDone, TextCommitted, TextPartial, UtteranceDone
+from tests.vad.test_segmenter import silence, voice
+
+SCRIPT = "the quick brown fox jumps over the lazy dog".split()
+WORD_S = 0.25
+
+
+class FakeDecoder:
+    """'Hears' one scripted word per 0.25 s of window, like a decoder that is right but late."""
+
+    def __init__(self, garble_last: bool = True, hallucinate: bool = False):
+        self.calls: list[tuple[float, str | None, bool]] = []
+        self.garble_last = garble_last
+        self.hallucinate = hallucinate
+
+    async def __call__(self, audio, prompt, *, final, deadline):
+        await asyncio.sleep(0)
+        seconds = len(audio) / SAMPLE_RATE
+        self.calls.append((seconds, prompt, final))
+        count = min(len(SCRIPT), int(seconds / WORD_S))
+        heard = list(SCRIPT[:count])
+        if heard and self.garble_last and not final and count < len(SCRIPT):
+            heard[-1] += "-"  # the newest word is unstable until more audio comes
+        words = tuple(Word(i * WORD_S, (i + 1) * WORD_S, f" {w}", 0.9) for i, w in enumerate(heard))
+        segments = [Segment(0, 0, 0.0, seconds, "".join(w.text for w in words), (1,) * count, 0.0, -0.1, 1.0, 0.01, words)]
+        if self.hallucinate:
+            noise = (Word(seconds - 0.2, seconds, " Thanks.", 0.02),)
+            segments.append(Segment(1, 0, seconds - 0.2, seconds, " Thanks.", (2,), 0.0, -1.2, 1.0, 0.8, noise))
+        return Transcription("en", seconds, tuple(segments))
+
+
+async def feed(transcriber: LiveTranscriber, audio: np.ndarray, chunk_s: float = 0.1) -> None:
+    step = int(chunk_s * SAMPLE_RATE)
+    for i in range(0, len(audio), step):
+        transcriber.push(audio[i : i + step])
+        await asyncio.sleep(0.001)
+    await transcriber.finish()
+
+
+def utterance_audio(seconds: float) -> np.ndarray:
+    return np.concatenate([silence(0.5), voice(seconds, np.random.default_rng(3)), silence(1.0)])
+
+
+async def test_commits_grow_append_only_and_end_equal_to_the_final():
+    events = []
+    decoder = FakeDecoder()
+    transcriber = LiveTranscriber(decoder, events.append, StreamOptions(step_s=0.3))
+    await feed(transcriber, utterance_audio(2.5))
+    deltas = [e.delta for e in events if isinstance(e, TextCommitted)]
+    done = [e for e in events if isinstance(e, StreamDone)][0]
+    assert "".join(deltas) == done.text
+    assert len(deltas) >= 2, "text must be committed before the utterance ends"
+    assert any(isinstance(e, TextPartial) for e in events)
+    assert [e for e in events if isinstance(e, UtteranceDone)][0].text == done.text
+    assert done.text.split() == SCRIPT[: len(done.text.split())]
+    assert any(final for *_, final in decoder.calls) and any(not final for *_, final in decoder.calls)
+
+
+async def test_silence_is_never_decoded():
+    decoder = FakeDecoder()
+    events = []
+    await feed(LiveTranscriber(decoder, events.append), silence(5.0))
+    assert decoder.calls == []
+    assert [type(e) for e in events] == [StreamDone]
+
+
+async def test_unlikely_segments_are_dropped():
+    events = []
+    transcriber = LiveTranscriber(FakeDecoder(hallucinate=True), events.append)
+    await feed(transcriber, utterance_audio(1.5))
+    assert "Thanks" not in transcriber.text and transcriber.text
+
+
+async def test_committed_text_becomes_the_next_utterances_prompt():
+    decoder = FakeDecoder()
+    audio = np.concatenate([utterance_audio(1.5), utterance_audio(1.5)])
+    await feed(LiveTranscriber(decoder, lambda e: None, StreamOptions(step_s=0.3), prompt="Names: Fox"), audio)
+    prompts = [prompt for *_, prompt, final in ((c[0], c[1], c[2]) for c in decoder.calls)]
+    assert prompts[0] == "Names: Fox"
+    assert any(p and p.startswith("Names: Fox the quick") for p in prompts)
+
+
+async def test_a_long_utterance_keeps_its_window_bounded():
+    decoder = FakeDecoder()
+    options = StreamOptions(step_s=0.5, max_window_s=4.0, keep_after_trim_s=1.0)
+    await feed(LiveTranscriber(decoder, lambda e: None, options), utterance_audio(12.0), chunk_s=0.25)
+    longest = max(seconds for seconds, *_ in decoder.calls)
+    assert longest <= options.max_window_s + options.step_s + 1.0

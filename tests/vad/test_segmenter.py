@@ -1,0 +1,63 @@
+"""The VAD segmenter on synthetic PCM: framing, padding before speech, hang-over after it."""
+
+import numpy as np
+import pytest
+
+from stream_server.audio import SAMPLE_RATE
+from stream_server.vad.segmenter import SpeechAudio, SpeechEnd, SpeechSegmenter, SpeechStart, VadOptions
+
+
+def voice(seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """A crude vowel: a 140 Hz harmonic series with formant-like weights and a little noise."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    signal = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 25))
+    return (0.3 * signal / np.abs(signal).max() + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SAMPLE_RATE), np.float32)
+
+
+def run(segmenter: SpeechSegmenter, audio: np.ndarray, chunk: int) -> list:
+    events = []
+    for i in range(0, len(audio), chunk):
+        events += segmenter.push(audio[i : i + chunk])
+    return events + segmenter.flush()
+
+
+@pytest.mark.parametrize("chunk", [160, 1000, 4801, 48000])
+def test_one_utterance_whatever_the_chunk_size(chunk):
+    rng = np.random.default_rng(0)
+    audio = np.concatenate([silence(1.0), voice(1.5, rng), silence(1.5)])
+    events = run(SpeechSegmenter(), audio, chunk)
+    starts = [e for e in events if isinstance(e, SpeechStart)]
+    ends = [e for e in events if isinstance(e, SpeechEnd)]
+    assert len(starts) == 1 and len(ends) == 1
+    options = VadOptions()
+    assert 1.0 - options.pre_speech_ms / 1000 - 0.05 <= starts[0].time <= 1.0
+    assert 2.5 <= ends[0].time <= 2.5 + options.hangover_ms / 1000 + 0.1
+    speech = np.concatenate([e.samples for e in events if isinstance(e, SpeechAudio)])
+    assert abs(len(speech) / SAMPLE_RATE - (ends[0].time - starts[0].time)) < 0.05
+
+
+def test_silence_alone_yields_nothing():
+    assert run(SpeechSegmenter(), silence(3.0), 1600) == []
+
+
+def test_a_long_pause_splits_utterances_and_a_short_one_does_not():
+    rng = np.random.default_rng(1)
+    audio = np.concatenate([voice(1, rng), silence(0.2), voice(1, rng), silence(1.5), voice(1, rng)])
+    events = run(SpeechSegmenter(), audio, 1600)
+    assert sum(isinstance(e, SpeechStart) for e in events) == 2
+
+
+def test_flush_closes_an_open_utterance():
+    events = run(SpeechSegmenter(), voice(1.0, np.random.default_rng(2)), 1600)
+    assert isinstance(events[-1], SpeechEnd)
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError):
+        VadOptions(frame_ms=25)
+    with pytest.raises(ValueError):
+        VadOptions(aggressiveness=4)
