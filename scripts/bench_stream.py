@@ -1,0 +1,218 @@
+"""Replay an audio file at real-time pace over the live transport and measure what a user sees.
+
+    python scripts/bench_stream.py --audio ../shared/audio/en_dev_feed_16k.wav --model tiny.en
+
+Starts `stream-server serve` in its own process (or uses --url), streams the file as raw s16le
+with `stream=true&partials=true`, and reports: latency from a word's end in the audio to its
+first appearance (in a partial) and to its commit; from an utterance's last word to its final
+event; streaming WER vs faster-whisper run offline on the same file; server CPU seconds per
+audio second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from stream_server.audio import SAMPLE_RATE  # noqa: E402
+from stream_server.audio.decode import decode_file  # noqa: E402
+
+CHUNK_S = 0.1
+"""Audio per upload chunk, as a microphone or telephony feed sends it."""
+
+
+@dataclass
+class StreamResult:
+    text: str = ""
+    first_seen: list[float] = field(default_factory=list)
+    """Per committed word: seconds from its end in the audio to its first appearance."""
+    committed: list[float] = field(default_factory=list)
+    """Per committed word: seconds from its end to its commit."""
+    finals: list[float] = field(default_factory=list)
+    """Per utterance: seconds from its last word's end to its final event."""
+    lag_at_end: float = 0.0
+    """Seconds from the end of the upload to the done event."""
+    error: str | None = None
+
+
+async def replay(url: str, audio: np.ndarray, *, speed: float = 1.0, api_key: str | None = None, start_delay: float = 0.0) -> StreamResult:
+    """Stream `audio` at `speed` x real time; time stream events against the audio clock."""
+    await asyncio.sleep(start_delay)
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    chunk = int(CHUNK_S * SAMPLE_RATE) * 2
+    clock: dict[str, float] = {}
+
+    def audio_now() -> float:
+        return (time.monotonic() - clock["t0"]) * speed
+
+    async def body():
+        clock["t0"] = time.monotonic()
+        for i, offset in enumerate(range(0, len(pcm), chunk)):
+            yield pcm[offset : offset + chunk]
+            due = clock["t0"] + (i + 1) * CHUNK_S / speed
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+        clock["sent"] = time.monotonic()
+
+    result = StreamResult()
+    partials: list[tuple[float, float, float]] = []  # (seen at, start, end)
+    headers = {"Content-Type": "audio/pcm;encoding=s16le;rate=16000"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with session.post(f"{url}/v1/audio/transcriptions?model=whisper-1&stream=true&partials=true", data=body(), headers=headers) as response:
+            if response.status != 200:
+                result.error = f"HTTP {response.status}: {await response.text()}"
+                return result
+            async for raw in response.content:
+                line = raw.decode().strip()
+                if not line.startswith("data: {"):
+                    continue
+                event = json.loads(line[6:])
+                now = audio_now()
+                kind = event.get("type")
+                if kind == "transcript.text.partial":
+                    partials.append((now, event["start"], event["end"]))
+                elif kind == "transcript.text.delta" and "end" in event:
+                    for word_end, word_start in _word_spans(event):
+                        result.committed.append(now - word_end)
+                        seen = [t for t, s, e in partials if s <= word_start + 0.1 and e >= word_end - 0.1]
+                        result.first_seen.append(min(seen + [now]) - word_end)
+                elif kind == "transcript.utterance.done" and event["words"]:
+                    result.finals.append(now - event["words"][-1]["end"])
+                elif kind == "transcript.text.done":
+                    result.text = event["text"]
+                    result.lag_at_end = time.monotonic() - clock.get("sent", time.monotonic())
+                elif kind == "error":
+                    result.error = event["error"]["message"]
+    return result
+
+
+def _word_spans(delta: dict) -> list[tuple[float, float]]:
+    """(end, start) of each word of a delta, spread evenly when the wire gives only the span."""
+    words = delta["delta"].split()
+    if not words:
+        return []
+    span = (delta["end"] - delta["start"]) / len(words)
+    return [(delta["start"] + (i + 1) * span, delta["start"] + i * span) for i in range(len(words))]
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    import jiwer
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    normalise = EnglishTextNormalizer()
+    return jiwer.wer(normalise(reference), normalise(hypothesis))
+
+
+def offline_text(audio_path: Path, model: str, data_dir: Path) -> str:
+    from faster_whisper import WhisperModel
+
+    from stream_server.models import resolve_model
+
+    source = resolve_model(model, data_dir / "models")
+    whisper = WhisperModel(source.location, device="cpu", compute_type="int8", cpu_threads=os.cpu_count() or 1)
+    segments, _ = whisper.transcribe(str(audio_path), beam_size=5, vad_filter=True)
+    return " ".join(s.text.strip() for s in segments)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`stream-server serve` in a child process, for CPU accounting apart from the client."""
+
+    def __init__(self, model: str, data_dir: Path, extra: list[str]):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "stream_server", "serve", "--port", str(self.port), "--model", model, "--data-dir", str(data_dir), *extra]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    async def ready(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(600):
+                try:
+                    async with session.get(self.url + "/health") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise RuntimeError("server did not become healthy")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--audio", type=Path, default=REPO.parent / "shared" / "audio" / "en_dev_feed_16k.wav")
+    parser.add_argument("--reference", type=Path, help="reference text (default: the audio's .txt beside it)")
+    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--url", help="an already running server (CPU is then not measured)")
+    parser.add_argument("--speed", type=float, default=1.0, help="pace, x real time")
+    parser.add_argument("--server-arg", action="append", default=[], help="extra flag for stream-server serve")
+    args = parser.parse_args()
+
+    audio = decode_file(args.audio.read_bytes())
+    reference = (args.reference or args.audio.with_suffix(".txt")).read_text()
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-stream-"))
+    server = None if args.url else Server(args.model, data_dir, args.server_arg)
+    url = args.url or server.url
+    if server:
+        await server.ready()
+        cpu_before = server.cpu_seconds()
+    result = await replay(url, audio, speed=args.speed)
+    if server:
+        cpu = server.cpu_seconds() - cpu_before
+        rss = server.rss_mb()
+        server.stop()
+    if result.error:
+        print("stream failed:", result.error)
+    offline = offline_text(args.audio, args.model, data_dir)
+    duration = len(audio) / SAMPLE_RATE
+    print(f"model {args.model}, {args.audio.name} ({duration:.1f} s) at {args.speed:g}x real time, {os.cpu_count()} cores")
+    print(f"partial (first seen) latency p50 {percentile(result.first_seen, 50):.2f} s  p95 {percentile(result.first_seen, 95):.2f} s")
+    print(f"commit latency           p50 {percentile(result.committed, 50):.2f} s  p95 {percentile(result.committed, 95):.2f} s")
+    print(f"utterance final latency  p50 {percentile(result.finals, 50):.2f} s  p95 {percentile(result.finals, 95):.2f} s  ({len(result.finals)} utterances)")
+    print(f"done after upload end    {result.lag_at_end:.2f} s")
+    print(f"WER streaming {wer(reference, result.text):.1%}  offline {wer(reference, offline):.1%}")
+    if server:
+        print(f"server CPU {cpu:.1f} s = {cpu / duration:.2f} CPU-s per audio second; RSS {rss:.0f} MB")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
