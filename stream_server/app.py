@@ -23,6 +23,7 @@ from stream_server.transports import (
     files_api,
     live_api,
     openai_api,
+    static_page,
     stored_sessions,
     transcribe_v2,
     usage_api,
@@ -59,6 +60,7 @@ def create_app(settings: Settings, *, model: SpeechModel | None = None) -> web.A
     app.add_routes(stored_sessions.routes)
     app.add_routes(transcribe_v2.routes)
     websocket_api.setup(app)
+    static_page.setup(app)
     app.cleanup_ctx.append(partial(_service_context, model=model))
     app.cleanup_ctx.append(_storage_context)
     app.cleanup_ctx.append(_sessions_context)
