@@ -266,3 +266,24 @@ class TestKeys:
         feed = await keyed.get(f"/v1/audio/sessions/{session_id}/events?api_key=k1")
         assert feed.status == 200 and "transcript.text.done" in await feed.text()
         assert (await keyed.get(f"/v1/audio/sessions/{session_id}?api_key=k1")).status == 401
+
+
+async def test_server_shutdown_closes_live_sockets_with_going_away(client) -> None:
+    ws = await client.ws_connect("/v1/audio/stream")
+    session_id = json.loads((await ws.receive()).data)["session_id"]
+    await ws.send_bytes(s16(speech()[:16000]))
+    closing = asyncio.ensure_future(client.server.close())
+    events = await receive_all(ws)
+    await closing
+    assert ws.close_code == 1001
+    assert events == [] or events[-1]["type"] != "transcript.text.done"
+    assert client.app[SESSIONS].get(session_id).status == "failed"
+
+
+async def test_a_silent_client_is_ended_after_the_idle_timeout(aiohttp_client, settings, speech_model) -> None:
+    client = await aiohttp_client(create_app(replace(settings, idle_timeout_s=0.5), model=speech_model))
+    ws = await client.ws_connect("/v1/audio/stream")
+    events = await receive_all(ws)
+    assert ws.close_code == 1008
+    assert events[0]["type"] == "session.created"
+    assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "idle_timeout"
