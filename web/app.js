@@ -203,12 +203,17 @@ ui.copyLink.addEventListener("click", async () => {
 // Why a refused connection failed: a WebSocket only reports 1006, so ask over plain HTTP, where
 // the server answers the same checks with its JSON error. Null means "try again later".
 async function refusal(url) {
+  const http = new URL(url, location.href);
+  http.protocol = location.protocol;
   try {
-    const response = await fetch(url, { headers: apiKey() ? { Authorization: `Bearer ${apiKey()}` } : {} });
+    const response = await fetch(http, { headers: apiKey() ? { Authorization: `Bearer ${apiKey()}` } : {} });
     if (response.status >= 500 || response.ok) return null;
     const body = await response.json();
     if (body.error?.code === "websocket_required") return null; // the request itself was fine
-    return body.error?.message || `HTTP ${response.status}`;
+    const message = body.error?.message || `HTTP ${response.status}`;
+    if (response.status !== 401) return message;
+    $("key-box").open = true;
+    return `This server needs a valid API key: enter it under "API key" and try again. (${message})`;
   } catch {
     return null;
   }
@@ -250,7 +255,11 @@ function micProblem(error) {
 
 async function openMic() {
   if (!navigator.mediaDevices?.getUserMedia) throw Object.assign(new Error("insecure context"), { name: "InsecureContext" });
-  const stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1 } });
+  // Browser voice processing (noise suppression, gain control) leaves artefacts that cost the
+  // recogniser more than the noise it removes; echo cancellation stays on for speakers.
+  const stream = await navigator.mediaDevices.getUserMedia({
+    audio: { channelCount: 1, echoCancellation: true, noiseSuppression: false, autoGainControl: false },
+  });
   let context;
   try {
     context = new AudioContext({ sampleRate: 16000 }); // the browser resamples well; the worklet copes either way
