@@ -21,7 +21,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from stream_server.audio.live import RawDecoder, RawFormat
 from stream_server.errors import FieldTooLong, InvalidRequest, ServiceError
 from stream_server.events import SessionStarted, StreamDone, StreamFailed
-from stream_server.transports.appkeys import SERVICE, SETTINGS
+from stream_server.transports.appkeys import SERVICE, SESSIONS, SETTINGS
 from stream_server.transports.audio_inbox import AudioInbox
 from stream_server.transports.auth import STREAM_PATH, principal_of
 from stream_server.transports.errors import error_body
@@ -45,6 +45,8 @@ HEARTBEAT_S = 20.0
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MAX_BAD_CONTROLS = 10
 """Invalid control messages in a row before the stream is closed with 1008."""
+SHUTDOWN_GRACE_S = 1.0
+"""On shutdown, how long the sockets get to send their last event and close by themselves."""
 WARN_FRACTION = 1 / 3
 """Queued audio past this fraction of the limit draws a `falling_behind` warning."""
 
@@ -244,8 +246,15 @@ def _fail(run: LiveRun, error: ServiceError) -> None:
 
 
 async def close_all(app: web.Application) -> None:
-    """on_shutdown: tell every live socket the server is going away."""
-    for ws in list(app[WEBSOCKETS]):
+    """on_shutdown: end the live sessions (each socket's sender then sends the error event and
+    closes with 1001), and after a moment close whatever socket is still open."""
+    sockets = list(app[WEBSOCKETS])
+    app[SESSIONS].close_all("the server is shutting down")
+    for _ in range(round(SHUTDOWN_GRACE_S / 0.05)):
+        if all(ws.closed for ws in sockets):
+            break
+        await asyncio.sleep(0.05)
+    for ws in sockets:
         with contextlib.suppress(Exception):
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 

@@ -276,7 +276,7 @@ async def test_server_shutdown_closes_live_sockets_with_going_away(client) -> No
     events = await receive_all(ws)
     await closing
     assert ws.close_code == 1001
-    assert events == [] or events[-1]["type"] != "transcript.text.done"
+    assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "server_shutdown"
     assert client.app[SESSIONS].get(session_id).status == "failed"
 
 
