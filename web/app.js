@@ -260,18 +260,23 @@ async function openMic() {
   const stream = await navigator.mediaDevices.getUserMedia({
     audio: { channelCount: 1, echoCancellation: true, noiseSuppression: false, autoGainControl: false },
   });
-  let context;
+  // A 16 kHz context lets the browser resample well; some browsers (Firefox) refuse a
+  // microphone in a context at another rate than the device's, and the worklet resamples then.
+  let context, source;
   try {
-    context = new AudioContext({ sampleRate: 16000 }); // the browser resamples well; the worklet copes either way
+    context = new AudioContext({ sampleRate: 16000 });
+    source = context.createMediaStreamSource(stream);
   } catch {
+    context?.close();
     context = new AudioContext();
+    source = context.createMediaStreamSource(stream);
   }
   await context.audioWorklet.addModule("/web/worklet.js");
   const framer = new AudioWorkletNode(context, "pcm-framer");
   framer.port.onmessage = (message) => {
     if (socket?.readyState === WebSocket.OPEN && wanted) socket.send(message.data);
   };
-  context.createMediaStreamSource(stream).connect(framer);
+  source.connect(framer);
   framer.connect(context.destination); // it outputs silence; being connected keeps it running
   await context.resume();
   mic = { stream, context };
