@@ -17,6 +17,8 @@ from stream_server.transports.appkeys import KEYS, PRINCIPAL
 
 STREAM_PATH = "/v1/audio/stream"
 """The live-audio WebSocket (transports/websocket_api.py)."""
+SESSIONS_PATH = "/v1/audio/sessions/"
+"""Under it, `{id}/events` is a session's SSE feed, which browsers open with EventSource."""
 
 PROTECTED_PREFIXES = ("/v1/", "/api/")
 SUBPROTOCOL_KEY_PREFIX = "bearer."
@@ -44,7 +46,8 @@ def _browser_stream(request: web.Request) -> bool:
     """A WebSocket upgrade or an event feed: what a browser opens without custom headers.
     Elsewhere a key in the URL would only end up in logs and histories."""
     is_upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
-    return is_upgrade or request.path.endswith("/events") or request.path == STREAM_PATH
+    is_feed = request.path.startswith(SESSIONS_PATH) and request.path.endswith("/events")
+    return is_upgrade or is_feed or request.path == STREAM_PATH
 
 
 def principal_of(request: web.Request) -> Principal:

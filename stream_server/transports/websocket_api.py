@@ -13,14 +13,14 @@ import contextlib
 import json
 import logging
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from stream_server.audio.live import RawDecoder, RawFormat
 from stream_server.errors import FieldTooLong, InvalidRequest, ServiceError
-from stream_server.events import SessionStarted, StreamDone, StreamFailed
+from stream_server.events import StreamDone, StreamFailed
 from stream_server.transports.appkeys import SERVICE, SESSIONS, SETTINGS
 from stream_server.transports.audio_inbox import AudioInbox
 from stream_server.transports.auth import STREAM_PATH, principal_of
@@ -50,7 +50,7 @@ SHUTDOWN_GRACE_S = 1.0
 WARN_FRACTION = 1 / 3
 """Queued audio past this fraction of the limit draws a `falling_behind` warning."""
 
-WEBSOCKETS = web.AppKey("websockets", weakref.WeakSet)
+WEBSOCKETS = web.AppKey("websockets", weakref.WeakSet[web.WebSocketResponse])
 """Open live sockets, closed with 1001 (going away) on shutdown."""
 
 
@@ -86,7 +86,7 @@ def parse_stream_params(request: web.Request) -> StreamParams:
     return StreamParams(model, language, audio, partials, prompt)
 
 
-def _int(query, name: str, default: int) -> int:
+def _int(query: Mapping[str, str], name: str, default: int) -> int:
     value = query.get(name)
     if not value:
         return default
@@ -158,7 +158,7 @@ async def stream_audio(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _send_events(socket: _Socket, run: LiveRun, partials: bool, count_tokens) -> None:
+async def _send_events(socket: _Socket, run: LiveRun, partials: bool, count_tokens: Callable[[str], int]) -> None:
     """Forward the session's events; after the terminal one, close with the matching code."""
     async for event in run.session.follow():
         body = event_json(event, count_tokens)
