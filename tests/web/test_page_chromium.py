@@ -30,7 +30,7 @@ def chromium() -> str:
     return path
 
 
-async def test_the_page_captions_the_microphone_and_a_viewer_follows(chromium, settings, speech_model) -> None:
+async def test_the_page_captions_the_microphone_and_a_viewer_follows(chromium, settings, speech_model, tmp_path) -> None:
     with serve_in_thread(settings, speech_model) as url:
         browser = await Browser.launch(chromium, audio_path("en_jfk_16k.wav"))
         try:
@@ -57,5 +57,16 @@ async def test_the_page_captions_the_microphone_and_a_viewer_follows(chromium, s
                 spoken = await speaker.evaluate(lines)
                 assert spoken and all(line.strip() for line in spoken)
                 assert await viewer.evaluate(lines) == spoken
+
+                # Export: the .srt the page makes holds every finished line, numbered and timed
+                await browser.send("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
+                await speaker.evaluate("document.querySelector('[data-export=srt]').click()", user_gesture=True)
+                srt = tmp_path / f"{session_id}.srt"
+                while not srt.is_file():
+                    await asyncio.sleep(0.1)
+                cues = srt.read_text().strip().split("\n\n")
+                texts = await speaker.evaluate("[...document.querySelectorAll('.line > span')].map(e => e.textContent)")
+                assert [cue.split("\n", 2)[2] for cue in cues] == texts
+                assert cues[0].startswith("1\n00:00:") and " --> " in cues[0]
         finally:
             await browser.close()
