@@ -396,9 +396,28 @@ function follow(id) {
       setState("connecting", "Connection lost; reconnecting…");
       return;
     }
+    if (await showStored(id)) return;
     setState("error", "Cannot follow this session");
     showError((await refusal(path)) || "The session feed could not be opened.");
   };
+}
+
+// A session that ended before the server restarted has no feed, only its stored transcript.
+async function showStored(id) {
+  try {
+    const response = await fetch(`/v1/audio/sessions/${encodeURIComponent(id)}`, {
+      headers: apiKey() ? { Authorization: `Bearer ${apiKey()}` } : {},
+    });
+    if (!response.ok) return false;
+    const session = await response.json();
+    const utterances = session.utterances ?? [{ id: 0, text: session.text, start: 0, end: session.duration ?? 0 }];
+    onEvent({ type: "session.created", session_id: session.id });
+    for (const u of utterances) onEvent({ type: "transcript.utterance.done", utterance_id: u.id, text: u.text, start: u.start, end: u.end });
+    setState("idle", "The session has ended");
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 if (viewedSession) {
