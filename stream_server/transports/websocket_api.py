@@ -185,32 +185,36 @@ async def _receive(socket: _Socket, run: LiveRun, inbox: AudioInbox, decoder: Ra
             continue
         if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
             return
-        if session.outcome is not None:
-            continue  # ended: only the closing handshake is left
+        if session.outcome is not None or (ending and message.type == WSMsgType.BINARY):
+            continue  # ended, or audio after `close`: ignored
         try:
             if message.type == WSMsgType.BINARY:
-                if not ending:
-                    inbox.put(decoder.decode(message.data))
-                    if not warned and inbox.queued_seconds > warn_at:
-                        await socket.send(_warning(inbox))
-                    warned = inbox.queued_seconds > (warn_at / 2 if warned else warn_at)
-            elif message.type == WSMsgType.TEXT:
+                inbox.put(decoder.decode(message.data))
+                if not warned and inbox.queued_seconds > warn_at:
+                    await socket.send(_warning(inbox))
+                warned = inbox.queued_seconds > (warn_at / 2 if warned else warn_at)
+                continue
+            try:
                 kind = _control(message.data)
-                bad_controls = 0
-                if kind == "close" and not ending:
-                    ending = True
-                    inbox.put(decoder.flush())
-                    inbox.end()
-                elif kind == "finalize":
-                    inbox.then(run.transcriber.finalize_utterance)
-        except InvalidRequest as exc:
-            bad_controls += 1
-            if bad_controls > MAX_BAD_CONTROLS:
-                _fail(run, InvalidRequest("too many invalid control messages", code="too_many_invalid_messages"))
-            else:
-                await socket.send({"type": "error"} | error_body(exc.message, exc.error_type, exc.param, exc.code))
-        except ServiceError as exc:
+            except InvalidRequest as exc:
+                bad_controls += 1
+                if bad_controls > MAX_BAD_CONTROLS:
+                    _fail(run, InvalidRequest("too many invalid control messages", code="too_many_invalid_messages"))
+                else:
+                    await socket.send({"type": "error"} | error_body(exc.message, exc.error_type, exc.param, exc.code))
+                continue
+            bad_controls = 0
+            if kind == "close" and not ending:
+                ending = True
+                inbox.put(decoder.flush())
+                inbox.end()
+            elif kind == "finalize":
+                inbox.then(run.transcriber.finalize_utterance)
+        except ServiceError as exc:  # the inbox is full (falling_behind), or the audio is not audio
             _fail(run, exc)
+        except Exception:
+            log.exception("live socket for session %s failed", session.id)
+            session.publish(StreamFailed(message="internal server error", code="internal_error", error_type="server_error"))
 
 
 CONTROLS = frozenset({"finalize", "close", "keepalive"})
@@ -219,7 +223,7 @@ CONTROLS = frozenset({"finalize", "close", "keepalive"})
 def _control(text: str) -> str:
     """The control a text message names; InvalidRequest for anything else."""
     try:
-        control = json.loads(text)
+        control = json.loads(text or "")
     except ValueError:
         raise InvalidRequest("a text message must be a JSON control object", code="invalid_message") from None
     kind = control.get("type") if isinstance(control, dict) else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from dataclasses import replace
@@ -287,3 +288,15 @@ async def test_a_silent_client_is_ended_after_the_idle_timeout(aiohttp_client, s
     assert ws.close_code == 1008
     assert events[0]["type"] == "session.created"
     assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "idle_timeout"
+
+
+async def test_a_balance_running_out_mid_stream_closes_with_policy_violation(aiohttp_client, settings, speech_model) -> None:
+    keyed = replace(settings, api_keys=("k1",), key_balances=(("k1", 3.0),))
+    client = await aiohttp_client(create_app(keyed, model=speech_model))
+    ws = await client.ws_connect("/v1/audio/stream", protocols=("stream-server", "bearer.k1"))
+    with contextlib.suppress(ConnectionError):  # the server may end it while audio is still going out
+        for chunk in frames(s16(speech()), 16000, 2):
+            await ws.send_bytes(chunk)
+    events = await receive_all(ws)
+    assert ws.close_code == 1008
+    assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "insufficient_balance"
