@@ -19,7 +19,16 @@ from stream_server.service import TranscriptionService
 from stream_server.settings import Settings
 from stream_server.engine.sessions import SessionHub
 from stream_server.storage import LocalStorage
-from stream_server.transports import files_api, live_api, openai_api, stored_sessions, transcribe_v2, usage_api
+from stream_server.transports import (
+    files_api,
+    live_api,
+    openai_api,
+    static_page,
+    stored_sessions,
+    transcribe_v2,
+    usage_api,
+    websocket_api,
+)
 from stream_server.transports.appkeys import FILES, KEYS, METER, SERVICE, SESSIONS, SETTINGS, STORAGE, TRANSCRIBER
 from stream_server.transports.auth import auth_middleware
 from stream_server.transports.errors import error_middleware
@@ -50,6 +59,8 @@ def create_app(settings: Settings, *, model: SpeechModel | None = None) -> web.A
     app.add_routes(usage_api.routes)
     app.add_routes(stored_sessions.routes)
     app.add_routes(transcribe_v2.routes)
+    websocket_api.setup(app)
+    static_page.setup(app)
     app.cleanup_ctx.append(partial(_service_context, model=model))
     app.cleanup_ctx.append(_storage_context)
     app.cleanup_ctx.append(_sessions_context)

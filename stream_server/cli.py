@@ -87,6 +87,13 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-upload-mb", type=float, default=default("MAX_UPLOAD_MB", 25), help="[STREAM_SERVER_MAX_UPLOAD_MB]"
     )
+    serve.add_argument(
+        "--stream-max-queue-s",
+        type=float,
+        default=default("STREAM_MAX_QUEUE_S", defaults.stream_max_queue_s),
+        help="seconds of audio a live WebSocket may have waiting for the decoder before it is closed "
+        "with 1013 [STREAM_SERVER_STREAM_MAX_QUEUE_S]",
+    )
     serve.add_argument("--log-level", default=default("LOG_LEVEL", "info"), help="[STREAM_SERVER_LOG_LEVEL]")
     return parser
 
@@ -137,6 +144,7 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Sett
         prompt_price_per_million=float(args.prompt_price_per_million),
         completion_price_per_million=float(args.completion_price_per_million),
         currency=args.currency,
+        stream_max_queue_s=float(args.stream_max_queue_s),
     )
 
 

@@ -34,3 +34,9 @@ def test_keys_balances_and_prices_from_environment():
 def test_bad_balances_stop_the_server(balance, tmp_path):
     argv = ["serve", "--data-dir", str(tmp_path), "--api-key", "k1", "--key-balance", balance]
     assert main(argv, env={}) == 2
+
+
+def test_the_websocket_queue_limit_from_flag_or_environment():
+    assert settings_for([]).stream_max_queue_s == 30.0
+    assert settings_for(["--stream-max-queue-s", "12"]).stream_max_queue_s == 12.0
+    assert settings_for([], {"STREAM_SERVER_STREAM_MAX_QUEUE_S": "5"}).stream_max_queue_s == 5.0

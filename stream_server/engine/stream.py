@@ -112,6 +112,12 @@ class LiveTranscriber:
     def text(self) -> str:
         return self._text
 
+    @property
+    def backlog_seconds(self) -> float:
+        """Speech received but not yet decoded: how far decoding lags behind the audio."""
+        closed = sum(len(u.audio) for u in self._closed) / SAMPLE_RATE
+        return closed + (self._open.undecoded_seconds() if self._open is not None else 0.0)
+
     def push(self, pcm: np.ndarray) -> None:
         """Take 16 kHz mono float32 audio; never blocks on decoding."""
         self.received_seconds += len(pcm) / SAMPLE_RATE

@@ -2,6 +2,9 @@
 
 Every request gets its caller as `request[PRINCIPAL]`: the key's principal (key id = sha256 of
 the key, admin flag, balance), or the one anonymous principal when no keys are configured.
+
+Browsers cannot set headers on a WebSocket or an EventSource, so on those GETs the key may also
+come as a `bearer.<key>` WebSocket subprotocol or an `api_key` query parameter.
 """
 
 from __future__ import annotations
@@ -12,15 +15,39 @@ from stream_server.errors import Unauthorized
 from stream_server.principals import ANONYMOUS, Principal
 from stream_server.transports.appkeys import KEYS, PRINCIPAL
 
+STREAM_PATH = "/v1/audio/stream"
+"""The live-audio WebSocket (transports/websocket_api.py)."""
+SESSIONS_PATH = "/v1/audio/sessions/"
+"""Under it, `{id}/events` is a session's SSE feed, which browsers open with EventSource."""
+
 PROTECTED_PREFIXES = ("/v1/", "/api/")
+SUBPROTOCOL_KEY_PREFIX = "bearer."
+"""A WebSocket client may offer `bearer.<key>` among its subprotocols; it is never echoed."""
+QUERY_KEY_PARAM = "api_key"
 
 
 def presented_key(request: web.Request) -> str | None:
+    """The key the request presents: the Authorization header, else (browser-made GETs only)
+    a `bearer.` subprotocol token or the `api_key` query parameter."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    return None
+    if request.method != "GET" or not _browser_stream(request):
+        return None
+    for protocol in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
+        protocol = protocol.strip()
+        if protocol.startswith(SUBPROTOCOL_KEY_PREFIX) and len(protocol) > len(SUBPROTOCOL_KEY_PREFIX):
+            return protocol[len(SUBPROTOCOL_KEY_PREFIX) :]
+    return request.query.get(QUERY_KEY_PARAM) or None
+
+
+def _browser_stream(request: web.Request) -> bool:
+    """A WebSocket upgrade or an event feed: what a browser opens without custom headers.
+    Elsewhere a key in the URL would only end up in logs and histories."""
+    is_upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+    is_feed = request.path.startswith(SESSIONS_PATH) and request.path.endswith("/events")
+    return is_upgrade or is_feed or request.path == STREAM_PATH
 
 
 def principal_of(request: web.Request) -> Principal:

@@ -1,0 +1,84 @@
+"""A bounded queue of decoded audio between a socket and a live run, paced by the decoder.
+
+The transcriber takes pushed audio at once and decodes it later, so without pacing a client
+that sends faster than real time would pile audio up inside it, uncounted. Audio is handed on
+only while the transcriber's undecoded backlog is small; the rest waits here, where it is
+counted in seconds and bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+
+import numpy as np
+
+from stream_server.audio import SAMPLE_RATE
+from stream_server.errors import Overloaded
+
+MAX_DECODER_BACKLOG_S = 6.0
+"""Undecoded speech the transcriber may hold before the inbox stops handing it more."""
+PACE_POLL_S = 0.05
+"""How often a paused inbox looks at the transcriber's backlog again."""
+
+
+class AudioInbox:
+    def __init__(self, limit_s: float):
+        self.limit_s = limit_s
+        self._chunks: deque[np.ndarray | Callable[[], None]] = deque()
+        self._queued_samples = 0
+        self._ended = False
+        self._arrived = asyncio.Event()
+        self._backlog: Callable[[], float] = lambda: 0.0
+
+    @property
+    def queued_seconds(self) -> float:
+        return self._queued_samples / SAMPLE_RATE
+
+    def pace_by(self, backlog: Callable[[], float]) -> None:
+        """Hold audio back while `backlog()` (the decoder's undecoded seconds) is large."""
+        self._backlog = backlog
+
+    def put(self, pcm: np.ndarray) -> None:
+        """Queue 16 kHz audio; Overloaded when more than `limit_s` would be waiting."""
+        if self._ended or not len(pcm):
+            return
+        if self.queued_seconds + len(pcm) / SAMPLE_RATE > self.limit_s:
+            raise Overloaded(
+                f"audio is arriving faster than it can be transcribed: more than {self.limit_s:g} s "
+                "is waiting; send it at real-time speed or retry later",
+                code="falling_behind",
+            )
+        self._chunks.append(pcm)
+        self._queued_samples += len(pcm)
+        self._arrived.set()
+
+    def then(self, action: Callable[[], None]) -> None:
+        """Run `action` once the audio queued before it has been handed on (a control such as
+        `finalize` applies at its place in the audio, not where the paced decoder is now)."""
+        if not self._ended:
+            self._chunks.append(action)
+            self._arrived.set()
+
+    def end(self) -> None:
+        """No more audio: the iterator ends once the queue is drained."""
+        self._ended = True
+        self._arrived.set()
+
+    async def pcm(self) -> AsyncIterator[np.ndarray]:
+        while True:
+            while self._backlog() > MAX_DECODER_BACKLOG_S:
+                await asyncio.sleep(PACE_POLL_S)
+            if self._chunks:
+                item = self._chunks.popleft()
+                if callable(item):
+                    item()
+                    continue
+                self._queued_samples -= len(item)
+                yield item
+            elif self._ended:
+                return
+            else:
+                self._arrived.clear()
+                await self._arrived.wait()

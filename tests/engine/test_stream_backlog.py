@@ -1,0 +1,37 @@
+"""LiveTranscriber.backlog_seconds: speech received and not yet decoded (what paces a socket)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from stream_server.audio.decode import decode_file
+from stream_server.decoder.results import Transcription
+from stream_server.engine.stream import LiveTranscriber
+from tests.conftest import audio_path
+
+
+async def test_the_backlog_grows_while_a_decode_is_busy_and_clears_after() -> None:
+    gate = asyncio.Event()
+    decodes = 0
+
+    async def decode(audio: np.ndarray, prompt: str | None, *, final: bool, deadline: float) -> Transcription:
+        nonlocal decodes
+        decodes += 1
+        await gate.wait()
+        return Transcription(language="en", duration=len(audio) / 16000, segments=())
+
+    transcriber = LiveTranscriber(decode, lambda event: None)
+    speech = decode_file(audio_path("en_jfk_16k.wav").read_bytes(), "en_jfk_16k.wav")[: 16000 * 6]
+    for start in range(0, len(speech), 1600):
+        transcriber.push(speech[start : start + 1600])
+        await asyncio.sleep(0)
+    assert decodes == 1  # the first partial started and is held at the gate
+    assert transcriber.backlog_seconds > 3.0  # everything after it waits
+    gate.set()
+    async with asyncio.timeout(30):
+        while transcriber.backlog_seconds > 0:
+            await asyncio.sleep(0.01)
+    await transcriber.finish()
+    assert transcriber.backlog_seconds == 0

@@ -1,0 +1,53 @@
+"""The WebSocket's audio inbox: bounded in seconds, paced by the decoder, controls in order."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from stream_server.errors import Overloaded
+from stream_server.transports.audio_inbox import MAX_DECODER_BACKLOG_S, AudioInbox
+
+
+def seconds(s: float, value: float = 0.0) -> np.ndarray:
+    return np.full(int(16000 * s), value, np.float32)
+
+
+async def test_audio_and_actions_come_out_in_the_order_they_went_in() -> None:
+    inbox = AudioInbox(limit_s=10)
+    seen: list[object] = []
+    inbox.put(seconds(0.5, 1.0))
+    inbox.then(lambda: seen.append("finalize"))
+    inbox.put(seconds(0.25, 2.0))
+    inbox.end()
+    inbox.put(seconds(1.0, 3.0))  # after the end: ignored
+    assert inbox.queued_seconds == pytest.approx(0.75)
+    async for chunk in inbox.pcm():
+        seen.append((float(chunk[0]), len(chunk)))
+    assert seen == [(1.0, 8000), "finalize", (2.0, 4000)]
+    assert inbox.queued_seconds == 0
+
+
+async def test_more_than_the_limit_waiting_is_refused_as_overloaded() -> None:
+    inbox = AudioInbox(limit_s=2)
+    inbox.put(seconds(1.5))
+    with pytest.raises(Overloaded) as refused:
+        inbox.put(seconds(1.0))
+    assert refused.value.code == "falling_behind" and "2 s" in refused.value.message
+    assert inbox.queued_seconds == pytest.approx(1.5)  # the refused audio was not queued
+
+
+async def test_audio_waits_while_the_decoder_is_behind() -> None:
+    backlog = [MAX_DECODER_BACKLOG_S + 1]
+    inbox = AudioInbox(limit_s=10)
+    inbox.pace_by(lambda: backlog[0])
+    inbox.put(seconds(1.0))
+    chunks = inbox.pcm()
+    waiting = asyncio.ensure_future(anext(chunks))
+    await asyncio.sleep(0.2)
+    assert not waiting.done() and inbox.queued_seconds == pytest.approx(1.0)
+    backlog[0] = 0.0  # the decoder caught up
+    assert len(await asyncio.wait_for(waiting, 10)) == 16000
+    assert inbox.queued_seconds == 0

@@ -1,0 +1,302 @@
+"""The live-audio WebSocket, end to end on the real model and real audio."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from dataclasses import replace
+
+import av
+import numpy as np
+import pytest
+from aiohttp import WSMsgType, WSServerHandshakeError
+from whisper_normalizer.english import EnglishTextNormalizer
+
+from stream_server.app import create_app
+from stream_server.audio.decode import decode_file
+from stream_server.transports.appkeys import SESSIONS
+from tests.conftest import audio_path
+
+JFK = "en_jfk_16k.wav"
+JFK_WORDS = ("fellow americans", "ask not what your country can do for you")
+normalise = EnglishTextNormalizer()
+BOUND_S = 120
+"""No single stream here may take longer (the machine is shared; this is only a hang guard)."""
+
+
+def speech(name: str = JFK) -> np.ndarray:
+    return decode_file(audio_path(name).read_bytes(), name)
+
+
+def encode(pcm: np.ndarray, encoding: str, rate: int) -> bytes:
+    """16 kHz float32 as raw bytes in `encoding` at `rate` (FFmpeg resamples, G.711 via its encoders)."""
+    if encoding == "pcm_f32le" and rate == 16000:
+        return pcm.astype("<f4").tobytes()
+    frame = av.AudioFrame.from_ndarray((np.clip(pcm, -1, 1) * 32767).astype(np.int16)[None, :], format="s16", layout="mono")
+    frame.sample_rate = 16000
+    resampled = av.AudioResampler(format="s16", layout="mono", rate=rate).resample(frame)
+    s16 = np.concatenate([f.to_ndarray().reshape(-1) for f in resampled])
+    if encoding == "pcm_s16le":
+        return s16.astype("<i2").tobytes()
+    if encoding == "pcm_f32le":
+        return (s16.astype(np.float32) / 32768).astype("<f4").tobytes()
+    codec = av.CodecContext.create({"mulaw": "pcm_mulaw", "alaw": "pcm_alaw"}[encoding], "w")
+    codec.sample_rate, codec.layout, codec.format = rate, "mono", "s16"
+    out = av.AudioFrame.from_ndarray(s16[None, :], format="s16", layout="mono")
+    out.sample_rate = rate
+    return b"".join(bytes(p) for p in [*codec.encode(out), *codec.encode(None)])
+
+
+def frames(data: bytes, rate: int, width: int, seconds: float = 0.1) -> list[bytes]:
+    size = int(rate * seconds) * width
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+async def receive_all(ws) -> list[dict]:
+    """Every event until the server closes the socket."""
+    events = []
+    async with asyncio.timeout(BOUND_S):
+        async for message in ws:
+            assert message.type == WSMsgType.TEXT, message
+            events.append(json.loads(message.data))
+    return events
+
+
+def final_text(events: list[dict]) -> str:
+    done = [e for e in events if e["type"] == "transcript.text.done"]
+    assert len(done) == 1, [e["type"] for e in events]
+    return normalise(done[0]["text"])
+
+
+@pytest.mark.parametrize(
+    ("encoding", "rate", "width"),
+    [("pcm_s16le", 16000, 2), ("pcm_f32le", 16000, 4), ("mulaw", 8000, 1), ("alaw", 8000, 1)],
+)
+async def test_each_encoding_transcribes_the_clip(client, encoding: str, rate: int, width: int) -> None:
+    data = encode(speech(), encoding, rate)
+    ws = await client.ws_connect(f"/v1/audio/stream?model=whisper-1&encoding={encoding}&sample_rate={rate}")
+    for chunk in frames(data, rate, width):
+        await ws.send_bytes(chunk)
+    await ws.send_str(json.dumps({"type": "close"}))
+    events = await receive_all(ws)
+    assert ws.close_code == 1000
+    assert events[0]["type"] == "session.created" and events[0]["session_id"].startswith("sess_")
+    assert events[-1]["type"] == "transcript.text.done"
+    text = final_text(events)
+    for words in JFK_WORDS:
+        assert words in text, text
+    deltas = normalise("".join(e["delta"] for e in events if e["type"] == "transcript.text.delta"))
+    assert deltas == text
+    assert "transcript.text.partial" in {e["type"] for e in events}  # partials are on by default
+
+
+def s16(pcm: np.ndarray) -> bytes:
+    return (np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+async def test_finalize_mid_stream_gives_the_utterance_before_close(client) -> None:
+    pcm = speech()
+    first = pcm[: int(16000 * 4.5)]  # "And so my fellow Americans, ask not ..." cut mid-speech
+    ws = await client.ws_connect("/v1/audio/stream")
+    for chunk in frames(s16(first), 16000, 2):
+        await ws.send_bytes(chunk)
+    await ws.send_str(json.dumps({"type": "finalize"}))
+    utterances: list[dict] = []
+    async with asyncio.timeout(BOUND_S):  # the VAD may cut earlier utterances; the finalized one ends at 4.5 s
+        while not utterances or utterances[-1]["end"] < 4.4:
+            event = json.loads((await ws.receive()).data)
+            assert event["type"] != "transcript.text.done"
+            if event["type"] == "transcript.utterance.done":
+                utterances.append(event)
+    assert utterances[-1]["end"] == pytest.approx(4.5, abs=0.05)
+    assert "fellow americans" in normalise(" ".join(u["text"] for u in utterances))
+    assert not ws.closed  # the stream stays open after a finalize
+    for chunk in frames(s16(pcm[len(first) :]), 16000, 2):
+        await ws.send_bytes(chunk)
+    await ws.send_str(json.dumps({"type": "close"}))
+    rest = await receive_all(ws)
+    assert ws.close_code == 1000
+    assert rest[-1]["type"] == "transcript.text.done"
+    assert "fellow americans" in normalise(rest[-1]["text"]) and "country" in normalise(rest[-1]["text"])
+
+
+async def test_bad_controls_get_error_events_and_the_socket_stays_usable(client) -> None:
+    ws = await client.ws_connect("/v1/audio/stream?partials=false")
+    created = json.loads((await ws.receive()).data)
+    assert created["type"] == "session.created"
+    for bad, code in [("not json", "invalid_message"), ('{"type": "dance"}', "unknown_control"), ("[1, 2]", "unknown_control")]:
+        await ws.send_str(bad)
+        error = json.loads((await ws.receive(timeout=BOUND_S)).data)
+        assert error["type"] == "error" and error["error"]["code"] == code, error
+    await ws.send_str(json.dumps({"type": "keepalive"}))
+    for chunk in frames(s16(speech()), 16000, 2):
+        await ws.send_bytes(chunk)
+    await ws.send_str(json.dumps({"type": "close"}))
+    events = await receive_all(ws)
+    assert ws.close_code == 1000
+    assert "fellow americans" in final_text(events)
+    # partials=false: no partials and no speech start/stop, but utterances and deltas
+    assert {e["type"] for e in events} == {"transcript.text.delta", "transcript.utterance.done", "transcript.text.done"}
+
+
+async def test_a_flood_of_bad_controls_closes_with_policy_violation(client) -> None:
+    ws = await client.ws_connect("/v1/audio/stream")
+    for _ in range(20):
+        await ws.send_str("{")
+    events = await receive_all(ws)
+    assert ws.close_code == 1008
+    assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "too_many_invalid_messages"
+
+
+@pytest.mark.parametrize("how", ["close frame", "dropped connection"])
+async def test_abrupt_disconnect_frees_the_session_and_keeps_the_transcript(client, how: str) -> None:
+    ws = await client.ws_connect("/v1/audio/stream")
+    session_id = json.loads((await ws.receive()).data)["session_id"]
+    for chunk in frames(s16(speech()), 16000, 2):
+        await ws.send_bytes(chunk)
+    committed = ""
+    async with asyncio.timeout(BOUND_S):  # wait until "fellow Americans" is committed, then vanish
+        while "americans" not in committed.lower():
+            event = json.loads((await ws.receive()).data)
+            committed += event.get("delta", "")
+    if how == "close frame":
+        await ws.close()
+    else:
+        ws.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
+    async with asyncio.timeout(BOUND_S):
+        while True:
+            body = await (await client.get(f"/v1/audio/sessions/{session_id}")).json()
+            if body["status"] != "live":
+                break
+            await asyncio.sleep(0.1)
+    assert body["status"] == "failed" and body["error"]["code"] == "client_disconnected"
+    assert "fellow americans" in normalise(body["text"])
+    assert session_id not in {s.id for s in client.app[SESSIONS].live()}
+    async with asyncio.timeout(BOUND_S):  # the transcript is stored just after the session ends
+        while not (kept := [s for s in (await (await client.get("/v1/audio/sessions")).json())["data"] if s["id"] == session_id]):
+            await asyncio.sleep(0.1)
+    assert "fellow americans" in normalise(kept[0]["text"])
+
+
+async def test_the_session_is_observable_over_sse(client) -> None:
+    ws = await client.ws_connect("/v1/audio/stream")
+    session_id = json.loads((await ws.receive()).data)["session_id"]
+    feed = await client.get(f"/v1/audio/sessions/{session_id}/events")
+    for chunk in frames(s16(speech()), 16000, 2):
+        await ws.send_bytes(chunk)
+    await ws.send_str(json.dumps({"type": "close"}))
+    events = await receive_all(ws)
+    observed = [line[6:] for line in (await feed.text()).splitlines() if line.startswith("data: ")]
+    assert observed[-1] == "[DONE]"
+    assert json.loads(observed[-2])["text"] == events[-1]["text"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["encoding=opus", "sample_rate=abc", "sample_rate=10", "channels=0", "partials=maybe", "model=gpt-9", "language=fr"],
+)
+async def test_invalid_parameters_are_refused_before_the_upgrade(client, query: str) -> None:
+    response = await client.get(f"/v1/audio/stream?{query}", headers={"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert response.status == 400
+    body = await response.json()
+    assert set(body["error"]) == {"message", "type", "param", "code"} and body["error"]["param"] in query
+
+
+async def test_a_plain_get_is_told_to_use_a_websocket(client) -> None:
+    response = await client.get("/v1/audio/stream")
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "websocket_required"
+
+
+async def test_audio_far_faster_than_real_time_is_warned_then_closed_with_1013(aiohttp_client, settings, speech_model) -> None:
+    client = await aiohttp_client(create_app(replace(settings, stream_max_queue_s=3.0), model=speech_model))
+    ws = await client.ws_connect("/v1/audio/stream?partials=false")
+    assert json.loads((await ws.receive()).data)["type"] == "session.created"
+    pcm = s16(speech())
+    await ws.send_bytes(pcm[: 16000 * 2 * 2])  # 2 s at once: past a third of the limit
+    warning = json.loads((await ws.receive(timeout=BOUND_S)).data)
+    assert warning["type"] == "warning" and warning["code"] == "falling_behind" and warning["queued_seconds"] > 1
+    await ws.send_bytes(pcm[: 16000 * 2 * 8])  # 8 s more at once: past the limit
+    events = await receive_all(ws)
+    assert ws.close_code == 1013
+    assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "falling_behind"
+
+
+class TestKeys:
+    @pytest.fixture
+    async def keyed(self, aiohttp_client, settings, speech_model):
+        return await aiohttp_client(create_app(replace(settings, api_keys=("k1",)), model=speech_model))
+
+    @pytest.mark.parametrize("url", ["/v1/audio/stream", "/v1/audio/stream?api_key=wrong"])
+    async def test_a_missing_or_wrong_key_is_refused_before_the_upgrade(self, keyed, url: str) -> None:
+        with pytest.raises(WSServerHandshakeError) as refused:
+            await keyed.ws_connect(url)
+        assert refused.value.status == 401
+        response = await keyed.get(url)
+        assert response.status == 401 and (await response.json())["error"]["code"] == "invalid_api_key"
+
+    async def test_a_wrong_subprotocol_key_is_refused(self, keyed) -> None:
+        with pytest.raises(WSServerHandshakeError) as refused:
+            await keyed.ws_connect("/v1/audio/stream", protocols=("stream-server", "bearer.nope"))
+        assert refused.value.status == 401
+
+    @pytest.mark.parametrize(
+        ("url", "kwargs"),
+        [
+            ("/v1/audio/stream", {"protocols": ("stream-server", "bearer.k1")}),
+            ("/v1/audio/stream?api_key=k1", {}),
+            ("/v1/audio/stream", {"headers": {"Authorization": "Bearer k1"}}),
+        ],
+    )
+    async def test_the_key_is_accepted_as_subprotocol_query_or_header(self, keyed, url: str, kwargs: dict) -> None:
+        ws = await keyed.ws_connect(url, **kwargs)
+        if "protocols" in kwargs:
+            assert ws.protocol == "stream-server"  # the answer never echoes the key
+        assert json.loads((await ws.receive(timeout=BOUND_S)).data)["type"] == "session.created"
+        await ws.send_str(json.dumps({"type": "close"}))
+        events = await receive_all(ws)
+        assert ws.close_code == 1000 and events[-1]["type"] == "transcript.text.done"
+
+    async def test_the_query_key_opens_a_session_feed_but_not_other_endpoints(self, keyed) -> None:
+        ws = await keyed.ws_connect("/v1/audio/stream?api_key=k1")
+        session_id = json.loads((await ws.receive(timeout=BOUND_S)).data)["session_id"]
+        await ws.send_str(json.dumps({"type": "close"}))
+        await receive_all(ws)
+        feed = await keyed.get(f"/v1/audio/sessions/{session_id}/events?api_key=k1")
+        assert feed.status == 200 and "transcript.text.done" in await feed.text()
+        assert (await keyed.get(f"/v1/audio/sessions/{session_id}?api_key=k1")).status == 401
+
+
+async def test_server_shutdown_closes_live_sockets_with_going_away(client) -> None:
+    ws = await client.ws_connect("/v1/audio/stream")
+    session_id = json.loads((await ws.receive()).data)["session_id"]
+    await ws.send_bytes(s16(speech()[:16000]))
+    closing = asyncio.ensure_future(client.server.close())
+    events = await receive_all(ws)
+    await closing
+    assert ws.close_code == 1001
+    assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "server_shutdown"
+    assert client.app[SESSIONS].get(session_id).status == "failed"
+
+
+async def test_a_silent_client_is_ended_after_the_idle_timeout(aiohttp_client, settings, speech_model) -> None:
+    client = await aiohttp_client(create_app(replace(settings, idle_timeout_s=0.5), model=speech_model))
+    ws = await client.ws_connect("/v1/audio/stream")
+    events = await receive_all(ws)
+    assert ws.close_code == 1008
+    assert events[0]["type"] == "session.created"
+    assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "idle_timeout"
+
+
+async def test_a_balance_running_out_mid_stream_closes_with_policy_violation(aiohttp_client, settings, speech_model) -> None:
+    keyed = replace(settings, api_keys=("k1",), key_balances=(("k1", 3.0),))
+    client = await aiohttp_client(create_app(keyed, model=speech_model))
+    ws = await client.ws_connect("/v1/audio/stream", protocols=("stream-server", "bearer.k1"))
+    with contextlib.suppress(ConnectionError):  # the server may end it while audio is still going out
+        for chunk in frames(s16(speech()), 16000, 2):
+            await ws.send_bytes(chunk)
+    events = await receive_all(ws)
+    assert ws.close_code == 1008
+    assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "insufficient_balance"
