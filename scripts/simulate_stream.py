@@ -1,0 +1,96 @@
+"""Replay a file through the live engine on a virtual clock, for tuning the stability policy.
+
+    python scripts/simulate_stream.py --audio ../shared/audio/en_dev_feed_16k.wav --step 0.6
+
+Real decodes, but time is simulated: audio 'arrives' at real-time pace on a virtual clock and
+each decode costs a fixed virtual time (measured on an idle 2-core machine), so the outcome
+(WER, commit latency) depends only on the policy, not on what else the machine is doing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from stream_server.app import load_model  # noqa: E402
+from stream_server.audio import SAMPLE_RATE  # noqa: E402
+from stream_server.audio.decode import decode_file  # noqa: E402
+from stream_server.decoder.whisper import TranscribeOptions  # noqa: E402
+from stream_server.engine.stream import LiveTranscriber, StreamOptions  # noqa: E402
+from stream_server.events import StreamDone, TextCommitted, UtteranceDone  # noqa: E402
+from stream_server.settings import Settings  # noqa: E402
+from scripts.bench_stream import percentile, wer  # noqa: E402
+
+CHUNK_S = 0.1
+
+
+async def simulate(model, audio: np.ndarray, options: StreamOptions, cost: tuple[float, float], beams: tuple[int, int]):
+    clock = {"now": 0.0}
+    commits: list[float] = []
+    finals: list[float] = []
+    text = {}
+
+    async def decode(window, prompt, *, final, deadline):
+        beam = beams[1] if final else beams[0]
+        opts = TranscribeOptions(language="en", prompt=prompt, word_timestamps=True, beam_size=beam, vad_filter=False)
+        result = model.transcribe(window, opts)
+        clock["now"] += cost[1] if final else cost[0]
+        return result
+
+    def publish(event):
+        if isinstance(event, TextCommitted):
+            commits.extend(clock["now"] - w.end for w in event.words)
+        elif isinstance(event, UtteranceDone) and event.words:
+            finals.append(clock["now"] - event.words[-1].end)
+        elif isinstance(event, StreamDone):
+            text["done"] = event.text
+
+    transcriber = LiveTranscriber(decode, publish, options)
+    fed = 0
+    step = int(CHUNK_S * SAMPLE_RATE)
+    while fed < len(audio):
+        arrived = min(len(audio), max(fed + step, int(clock["now"] * SAMPLE_RATE)))
+        transcriber.push(audio[fed:arrived])
+        fed = arrived
+        clock["now"] = max(clock["now"], fed / SAMPLE_RATE)
+        for _ in range(3):
+            await asyncio.sleep(0)  # let a due decode start (it runs to completion at once)
+    await transcriber.finish()
+    return text["done"], commits, finals
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--audio", type=Path, default=REPO.parent / "shared" / "audio" / "en_dev_feed_16k.wav")
+    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--step", type=float, default=StreamOptions.step_s)
+    parser.add_argument("--min-first", type=float, default=StreamOptions.min_first_decode_s)
+    parser.add_argument("--partial-cost", type=float, default=0.30, help="virtual seconds per partial decode")
+    parser.add_argument("--final-cost", type=float, default=0.45, help="virtual seconds per final decode")
+    parser.add_argument("--partial-beam", type=int, default=1)
+    parser.add_argument("--final-beam", type=int, default=5)
+    args = parser.parse_args()
+    model = load_model(Settings(data_dir=Path("/tmp/stream-server-sim"), model=args.model))
+    audio = decode_file(args.audio.read_bytes())
+    options = replace(StreamOptions(), step_s=args.step, min_first_decode_s=args.min_first)
+    text, commits, finals = asyncio.run(
+        simulate(model, audio, options, (args.partial_cost, args.final_cost), (args.partial_beam, args.final_beam))
+    )
+    reference = args.audio.with_suffix(".txt").read_text()
+    print(
+        f"step {args.step} beams {args.partial_beam}/{args.final_beam}: WER {wer(reference, text):.1%}  "
+        f"commit p50 {percentile(commits, 50):.2f} p95 {percentile(commits, 95):.2f}  "
+        f"final p50 {percentile(finals, 50):.2f} p95 {percentile(finals, 95):.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
