@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from stream_server.errors import InvalidRequest, PayloadTooLarge
 
@@ -59,8 +60,18 @@ async def read_form(request: web.Request, max_file_bytes: int) -> Form:
                     part, FIELD_LIMIT, InvalidRequest(f"field '{part.name}' is too long", param=part.name)
                 )
                 form.fields.setdefault(part.name, []).append(value.decode("utf-8", "replace"))
-    except (ValueError, AssertionError) as exc:  # aiohttp's multipart parser reports bad framing so
-        raise InvalidRequest(f"malformed multipart body: {exc}", code="invalid_multipart") from exc
+    except (ValueError, AssertionError, HttpProcessingError) as exc:
+        # aiohttp's multipart parser reports bad framing with ValueError or AssertionError, and
+        # a bad part header with BadHttpMessage (an HttpProcessingError).
+        message = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
+        raise InvalidRequest(
+            f"malformed multipart body: {message or type(exc).__name__}", code="invalid_multipart"
+        ) from exc
+    except ConnectionResetError as exc:  # the client closed before sending all it announced
+        raise InvalidRequest(
+            "the upload ended early: the connection closed before the whole body arrived",
+            code="incomplete_upload",
+        ) from exc
     return form
 
 
