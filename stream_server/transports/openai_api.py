@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from stream_server.decoder.whisper import TranscribeOptions
+from stream_server.decoder.whisper import MAX_TEMPERATURE, TranscribeOptions
 from stream_server.errors import InvalidRequest, NotFound
 from stream_server.formats import RESPONSE_FORMATS, render
 from stream_server.models import OPENAI_MODEL_ALIASES
@@ -99,7 +99,7 @@ def _temperature(value: str | None) -> float:
         temperature = float(value)
     except ValueError:
         raise InvalidRequest("temperature must be a number", param="temperature") from None
-    if not 0.0 <= temperature <= 1.0:
+    if not 0.0 <= temperature <= MAX_TEMPERATURE:
         raise InvalidRequest("temperature must be between 0 and 1", param="temperature")
     return temperature
 
