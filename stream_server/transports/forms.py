@@ -8,6 +8,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from stream_server.errors import InvalidRequest, PayloadTooLarge
+from stream_server.settings import MEGABYTE
 
 FIELD_LIMIT = 64 * 1024
 """Largest accepted text field (a prompt is a few hundred tokens)."""
@@ -34,9 +35,7 @@ class Form:
 
 
 def too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"the upload is larger than the {limit // (1024 * 1024)} MB limit", param="file"
-    )
+    return PayloadTooLarge(f"the upload is larger than the {limit / MEGABYTE:g} MB limit", param="file")
 
 
 async def read_form(request: web.Request, max_file_bytes: int) -> Form:

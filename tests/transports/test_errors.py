@@ -20,7 +20,7 @@ from stream_server.app import create_app
 from stream_server.errors import InvalidRequest
 from stream_server.audio import SAMPLE_RATE
 from stream_server.service import TranscriptionService
-from stream_server.settings import Settings
+from stream_server.settings import MEGABYTE, Settings
 from stream_server.transports import openai_api
 from stream_server.transports.forms import read_form
 from tests.conftest import audio_path, serve_in_thread
@@ -190,7 +190,8 @@ async def test_oversize_with_content_length(make_client):
     big = jfk()  # ~350 kB
     assert len(big) > 2 * SMALL_LIMIT
     response = await client.post(URL, data=form(file=big))
-    await assert_error(response, 413, code="file_too_large", param="file")
+    error = await assert_error(response, 413, code="file_too_large", param="file")
+    assert f"{SMALL_LIMIT / MEGABYTE:g} MB limit" in error["message"]  # not "0 MB"
     assert (await client.get("/health")).status == 200
 
 
