@@ -5,7 +5,8 @@ N timed rounds. Each round times one POST /v1/audio/transcriptions (upload, deco
 render, response) and one direct `WhisperModel.transcribe` on the already decoded PCM with
 the server's options (beam 5, VAD filter, same temperature schedule, compute type and
 threads), in alternating order so that neither always goes first. One untimed warm-up of
-each comes first. Prints the medians and the overhead of HTTP over direct.
+each comes first. Prints the medians of wall time and of this process's CPU time (steadier
+when other work shares the cores) and the overhead of HTTP over direct.
 
     .venv/bin/python scripts/bench_file.py [--runs 5] [--cpu-threads N] [FILE ...]
 """
@@ -44,11 +45,19 @@ class Timing:
     """Median seconds to decode the file to PCM: in the HTTP path, not in the direct one."""
     http: list[float]
     direct: list[float]
+    http_cpu: list[float]
+    """CPU seconds of this whole process (server, client, model threads) per HTTP request:
+    less disturbed than wall time when other work shares the cores."""
+    direct_cpu: list[float]
     same_text: bool
 
     @property
     def overhead(self) -> float:
         return statistics.median(self.http) / statistics.median(self.direct) - 1.0
+
+    @property
+    def cpu_overhead(self) -> float:
+        return statistics.median(self.http_cpu) / statistics.median(self.direct_cpu) - 1.0
 
 
 def direct_transcribe(model: WhisperModel, audio, options: TranscribeOptions) -> str:
@@ -97,23 +106,26 @@ async def bench(paths: list[Path], runs: int, settings: Settings) -> list[Timing
                     decode.append(time.perf_counter() - start)
                 http_text = await http_transcribe(session, url, path, data)  # warm-up
                 direct_text = direct_transcribe(direct, audio, options)
-                http, plain = [], []
+                wall: dict[str, list[float]] = {"http": [], "direct": []}
+                cpu: dict[str, list[float]] = {"http": [], "direct": []}
                 for round_ in range(runs):
                     for which in ("http", "direct") if round_ % 2 == 0 else ("direct", "http"):
-                        start = time.perf_counter()
+                        start, start_cpu = time.perf_counter(), time.process_time()
                         if which == "http":
                             await http_transcribe(session, url, path, data)
-                            http.append(time.perf_counter() - start)
                         else:
                             direct_transcribe(direct, audio, options)
-                            plain.append(time.perf_counter() - start)
+                        wall[which].append(time.perf_counter() - start)
+                        cpu[which].append(time.process_time() - start_cpu)
                 timings.append(
                     Timing(
                         path.name,
                         len(audio) / SAMPLE_RATE,
                         statistics.median(decode),
-                        http,
-                        plain,
+                        wall["http"],
+                        wall["direct"],
+                        cpu["http"],
+                        cpu["direct"],
                         http_text == direct_text,
                     )
                 )
@@ -125,19 +137,25 @@ async def bench(paths: list[Path], runs: int, settings: Settings) -> list[Timing
 def report(timings: list[Timing], runs: int, threads: int) -> str:
     lines = [
         f"runs={runs} cpu_threads={threads} cores={os.cpu_count()}",
-        "| file | audio s | HTTP median s (min-max) | direct median s (min-max) | overhead | decode s | same text |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| file | audio s | HTTP wall s, median (min-max) | direct wall s, median (min-max) | wall overhead "
+        "| HTTP CPU s | direct CPU s | CPU overhead | decode s | same text |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for t in timings:
         lines.append(
             f"| {t.file} | {t.audio_seconds:.1f} | {_spread(t.http)} | {_spread(t.direct)} | "
-            f"{t.overhead:+.1%} | {t.decode:.3f} | {'yes' if t.same_text else 'NO'} |"
+            f"{t.overhead:+.1%} | {statistics.median(t.http_cpu):.3f} | "
+            f"{statistics.median(t.direct_cpu):.3f} | {t.cpu_overhead:+.1%} | {t.decode:.3f} | "
+            f"{'yes' if t.same_text else 'NO'} |"
         )
-    total_http = sum(statistics.median(t.http) for t in timings)
-    total_direct = sum(statistics.median(t.direct) for t in timings)
+    total = {
+        name: sum(statistics.median(getattr(t, name)) for t in timings)
+        for name in ("http", "direct", "http_cpu", "direct_cpu")
+    }
     lines.append(
-        f"| all (sum of medians) | | {total_http:.3f} | {total_direct:.3f} | "
-        f"{total_http / total_direct - 1:+.1%} | | |"
+        f"| all (sum of medians) | | {total['http']:.3f} | {total['direct']:.3f} | "
+        f"{total['http'] / total['direct'] - 1:+.1%} | {total['http_cpu']:.3f} | "
+        f"{total['direct_cpu']:.3f} | {total['http_cpu'] / total['direct_cpu'] - 1:+.1%} | | |"
     )
     return "\n".join(lines)
 
