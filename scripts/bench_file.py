@@ -92,7 +92,8 @@ async def bench(paths: list[Path], runs: int, settings: Settings) -> list[Timing
     runner = web.AppRunner(create_app(settings, model=served))
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
-    url = f"http://{settings.host}:{settings.port}"
+    host, port = runner.addresses[0][:2]
+    url = f"http://{host}:{port}"
     options = TranscribeOptions()
     timings = []
     try:
@@ -170,7 +171,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--cpu-threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--port", type=int, default=18931)
+    parser.add_argument("--port", type=int, default=0, help="0 = any free loopback port")
     args = parser.parse_args()
     paths = [Path(f) if Path(f).is_file() else AUDIO_DIR / f for f in args.files]
     with tempfile.TemporaryDirectory() as data_dir:
