@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -16,7 +17,7 @@ from whisper_normalizer.english import EnglishTextNormalizer
 from stream_server.audio import SAMPLE_RATE
 from stream_server.decoder.whisper import TranscribeOptions
 from stream_server.models import resolve_model
-from tests.conftest import audio_path
+from tests.conftest import audio_path, serve_in_thread
 
 JFK = "en_jfk_16k.wav"
 JFK_PHRASE = "ask not what your country can do for you"
@@ -171,3 +172,15 @@ def test_wer_matches_faster_whisper(sdk, direct_model, name):
     served = wer(reference(name), transcribe(sdk, audio_path(name)).text)
     assert served <= direct + WER_MARGIN, (served, direct)
     assert served < 0.2
+
+
+def test_oversize_upload_is_413_while_the_sdk_is_still_sending(settings, speech_model, tmp_path):
+    """The server answers before reading the whole body; the SDK must still get the 413."""
+    big = tmp_path / "big.wav"
+    big.write_bytes(audio_path(JFK).read_bytes() * 30)  # ~10 MB
+    with serve_in_thread(replace(settings, max_upload_bytes=1_000_000), speech_model) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+        with pytest.raises(openai.APIStatusError) as caught:
+            transcribe(client, big)
+    assert caught.value.status_code == 413
+    assert caught.value.body["code"] == "file_too_large"
