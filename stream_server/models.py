@@ -60,9 +60,17 @@ def resolve_model(name: str, cache_dir: Path) -> ModelSource:
     """Turn a model name or path into something faster-whisper can load."""
     if name in BUNDLED_MODELS:
         return ModelSource(name, str(_bundled_model_dir(BUNDLED_MODELS[name], cache_dir)), "bundled")
-    if Path(name).expanduser().is_dir():
-        return ModelSource(name, str(Path(name).expanduser().resolve()), "local")
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return ModelSource(name, str(path.resolve()), "local")
+    if _looks_like_path(name):
+        raise InvalidRequest(f"model directory '{name}' does not exist", param="model")
     return ModelSource(name, name, "hub")
+
+
+def _looks_like_path(name: str) -> bool:
+    """A hub id is `org/name`; anything absolute or relative-looking is meant as a directory."""
+    return name.startswith(("/", "./", "../", "~")) or name in {".", ".."}
 
 
 def _bundled_model_dir(model: BundledModel, cache_dir: Path) -> Path:

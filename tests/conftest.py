@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,25 +48,26 @@ async def client(aiohttp_client, settings: Settings, speech_model: SpeechModel):
     return await aiohttp_client(create_app(settings, model=speech_model))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def serve_in_thread(settings: Settings, model: SpeechModel | None = None) -> Iterator[str]:
     """Run the server on a real loopback port in its own thread (for sync clients such as the
-    openai SDK); yields its base URL and stops it afterwards."""
-    settings = replace(settings, host="127.0.0.1", port=settings.port or free_port())
+    openai SDK); yields its base URL and stops it afterwards. With port 0 the kernel picks a
+    free port at bind time, so no other process can take it in between."""
+    settings = replace(settings, host="127.0.0.1")
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(create_app(settings, model=model))
     started = threading.Event()
+    failure: list[BaseException] = []
 
     def run() -> None:
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, settings.host, settings.port).start())
+        try:
+            loop.run_until_complete(runner.setup())
+            loop.run_until_complete(web.TCPSite(runner, settings.host, settings.port).start())
+        except BaseException as exc:  # hand it to the test instead of a silent dead thread
+            failure.append(exc)
+            started.set()
+            return
         started.set()
         loop.run_forever()
         loop.run_until_complete(runner.cleanup())
@@ -77,8 +77,11 @@ def serve_in_thread(settings: Settings, model: SpeechModel | None = None) -> Ite
     thread.start()
     if not started.wait(30):
         raise RuntimeError("test server did not start")
+    if failure:
+        raise RuntimeError("test server did not start") from failure[0]
+    host, port = runner.addresses[0][:2]
     try:
-        yield f"http://{settings.host}:{settings.port}"
+        yield f"http://{host}:{port}"
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(30)
@@ -87,6 +90,6 @@ def serve_in_thread(settings: Settings, model: SpeechModel | None = None) -> Ite
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory, speech_model: SpeechModel) -> Iterator[str]:
     """One real server on loopback, no keys, shared by the sync-client tests."""
-    settings = Settings(data_dir=tmp_path_factory.mktemp("live"))
+    settings = Settings(data_dir=tmp_path_factory.mktemp("live"), port=0)
     with serve_in_thread(settings, speech_model) as url:
         yield url

@@ -1,7 +1,108 @@
+"""`stream-server serve`: flags and environment variables become Settings; unsafe binds refused."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from stream_server import cli
 from stream_server.cli import build_parser, main, settings_from_args
+from stream_server.settings import MEGABYTE, Settings
+from stream_server.transports.appkeys import SETTINGS
 
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    """Settings of each app `main` would have run; run_app itself is replaced."""
+    apps: list[Settings] = []
+    monkeypatch.setattr(cli.web, "run_app", lambda app, **kwargs: apps.append(app[SETTINGS]))
+    return apps
+
+
+def test_environment_becomes_settings(served, tmp_path):
+    env = {
+        "STREAM_SERVER_HOST": "::1",
+        "STREAM_SERVER_PORT": "18123",
+        "STREAM_SERVER_MODEL": "base",
+        "STREAM_SERVER_DEVICE": "cpu",
+        "STREAM_SERVER_COMPUTE_TYPE": "float32",
+        "STREAM_SERVER_CPU_THREADS": "1",
+        "STREAM_SERVER_API_KEYS": "k1, k2,,",
+        "STREAM_SERVER_DATA_DIR": str(tmp_path),
+        "STREAM_SERVER_MAX_UPLOAD_MB": "2.5",
+    }
+    assert cli.main([], env=env) == 0
+    assert served == [
+        Settings(
+            host="::1",
+            port=18123,
+            model="base",
+            device="cpu",
+            compute_type="float32",
+            cpu_threads=1,
+            api_keys=("k1", "k2"),
+            data_dir=tmp_path,
+            max_upload_bytes=int(2.5 * MEGABYTE),
+        )
+    ]
+
+
+def test_defaults(served):
+    assert cli.main(["serve"], env={}) == 0
+    settings = served[0]
+    assert (settings.host, settings.port, settings.model) == ("127.0.0.1", 8000, "tiny.en")
+    assert settings.api_keys == () and settings.max_upload_bytes == 25 * MEGABYTE
+
+
+def test_flags_win_over_environment(served):
+    env = {"STREAM_SERVER_PORT": "1", "STREAM_SERVER_API_KEYS": "from-env"}
+    assert cli.main(["--port", "18124", "--api-key", "a", "--api-key", "b"], env=env) == 0
+    assert served[0].port == 18124
+    assert served[0].api_keys == ("a", "b")
+
+
+def test_non_loopback_without_keys_is_refused(served, caplog):
+    caplog.set_level(logging.INFO)
+    assert cli.main(["--host", "0.0.0.0"], env={}) == 2
+    assert served == []
+    refusal = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert refusal and "refusing to listen on 0.0.0.0 with no API keys" in refusal[0].getMessage()
+    assert "--allow-unauthenticated" in refusal[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    "argv, env",
+    [
+        (["--host", "0.0.0.0", "--api-key", "k"], {}),
+        (["--host", "0.0.0.0", "--allow-unauthenticated"], {}),
+        (["--host", "0.0.0.0"], {"STREAM_SERVER_ALLOW_UNAUTHENTICATED": "true"}),
+        (["--host", "0.0.0.0"], {"STREAM_SERVER_API_KEYS": "k"}),
+    ],
+)
+def test_non_loopback_with_keys_or_explicit_opt_in(served, argv, env):
+    assert cli.main(argv, env=env) == 0
+    assert served[0].host == "0.0.0.0"
+
+
+@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("::1", True), ("localhost", True), ("0.0.0.0", False), ("192.168.1.10", False)])
+def test_is_loopback(host, loopback):
+    assert cli.is_loopback(host) is loopback
+
+
+def test_module_help():
+    root = Path(__file__).resolve().parents[1]
+    top = subprocess.run([sys.executable, "-m", "stream_server", "--help"], capture_output=True, text=True, cwd=root)
+    assert top.returncode == 0 and "serve" in top.stdout
+    serve = subprocess.run(
+        [sys.executable, "-m", "stream_server", "serve", "--help"], capture_output=True, text=True, cwd=root
+    )
+    assert serve.returncode == 0
+    for flag, variable in [("--port", "STREAM_SERVER_PORT"), ("--api-key", "STREAM_SERVER_API_KEYS")]:
+        assert flag in serve.stdout and variable in serve.stdout
 
 def settings_for(argv, env=None):
     env = env or {}

@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 TEMPERATURE_STEP = 0.2
 """Whisper's fallback schedule: retry hotter by this step when a decode looks degenerate."""
+MAX_TEMPERATURE = 1.0
+"""The hottest retry, and the highest temperature a request may ask for."""
 
 
 @dataclass(frozen=True)
@@ -117,8 +119,9 @@ class SpeechModel:
 
 
 def temperature_schedule(first: float) -> tuple[float, ...]:
-    steps = int(round((1.0 - first) / TEMPERATURE_STEP))
-    return tuple(round(first + i * TEMPERATURE_STEP, 2) for i in range(steps + 1)) or (first,)
+    """`first`, then hotter by TEMPERATURE_STEP, never past MAX_TEMPERATURE."""
+    steps = int((MAX_TEMPERATURE - first) / TEMPERATURE_STEP + 1e-9)  # floor, float-safe
+    return tuple(round(first + i * TEMPERATURE_STEP, 2) for i in range(max(steps, 0) + 1))
 
 
 def _segment(s) -> Segment:  # faster_whisper.transcribe.Segment

@@ -7,11 +7,13 @@ before it are known (the openai SDK and curl -F send fields first).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from stream_server.errors import InvalidRequest, PayloadTooLarge
 
@@ -89,7 +91,7 @@ async def open_multipart(request: web.Request, max_file_bytes: int | None) -> Mu
 async def read_fields_until_file(reader: MultipartReader) -> tuple[Form, BodyPartReader | None]:
     """Read text fields up to the `file` part, which is returned unread (None if there is none)."""
     form = Form()
-    try:
+    with _upload_errors():
         async for part in reader:
             if not isinstance(part, BodyPartReader):
                 raise InvalidRequest("nested multipart bodies are not supported")
@@ -98,26 +100,31 @@ async def read_fields_until_file(reader: MultipartReader) -> tuple[Form, BodyPar
                 return form, part
             if part.name:
                 await _read_field(part, form)
-    except (ValueError, AssertionError) as exc:
-        raise MalformedUpload(f"malformed multipart body: {exc}") from exc
-    except ConnectionError as exc:
-        raise IncompleteUpload("the upload was cut off before its end") from exc
     return form, None
 
 
 async def read_rest(reader: MultipartReader, form: Form, file_part: BodyPartReader | None, max_file_bytes: int) -> Form:
     """Buffer the file part (bounded) and read any fields after it."""
-    try:
+    with _upload_errors():
         if file_part is not None:
             form.file = await _read_bounded(file_part, max_file_bytes, too_large(max_file_bytes))
         async for part in reader:
             if isinstance(part, BodyPartReader) and part.name and part.name != "file":
                 await _read_field(part, form)
-    except (ValueError, AssertionError) as exc:
-        raise MalformedUpload(f"malformed multipart body: {exc}") from exc
-    except ConnectionError as exc:
-        raise IncompleteUpload("the upload was cut off before its end") from exc
     return form
+
+
+@contextmanager
+def _upload_errors() -> Iterator[None]:
+    """aiohttp reports bad multipart framing as ValueError/AssertionError, a bad part header as
+    BadHttpMessage, and a client that closed mid-body as a connection error: all are 400s."""
+    try:
+        yield
+    except (ValueError, AssertionError, HttpProcessingError) as exc:
+        message = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
+        raise MalformedUpload(f"malformed multipart body: {message or type(exc).__name__}") from exc
+    except ConnectionError as exc:
+        raise IncompleteUpload("the upload ended early: the connection closed before the whole body arrived") from exc
 
 
 async def read_form(request: web.Request, max_file_bytes: int) -> Form:

@@ -13,7 +13,7 @@ from aiohttp.helpers import parse_mimetype
 
 from stream_server.audio import SAMPLE_RATE
 
-from stream_server.decoder.whisper import TranscribeOptions
+from stream_server.decoder.whisper import MAX_TEMPERATURE, TranscribeOptions
 from stream_server.errors import InvalidRequest, NotFound
 from stream_server.formats import RESPONSE_FORMATS, render
 from stream_server.models import OPENAI_MODEL_ALIASES
@@ -123,7 +123,7 @@ def _temperature(value: str | None) -> float:
         temperature = float(value)
     except ValueError:
         raise InvalidRequest("temperature must be a number", param="temperature") from None
-    if not 0.0 <= temperature <= 1.0:
+    if not 0.0 <= temperature <= MAX_TEMPERATURE:
         raise InvalidRequest("temperature must be between 0 and 1", param="temperature")
     return temperature
 
@@ -196,8 +196,18 @@ async def _transcribe_form(request: web.Request, form: Form) -> web.StreamRespon
     return await _respond_file(request, params, audio.data, audio.filename)
 
 
+def _check_audio_body(content_type: str) -> None:
+    if content_type.startswith(("audio/", "video/")) or content_type in ("application/octet-stream", "application/ogg"):
+        return
+    raise InvalidRequest(
+        f"expected multipart/form-data, or a raw audio body (audio/*, application/octet-stream), got '{content_type}'",
+        code="invalid_content_type",
+    )
+
+
 async def _transcribe_raw_body(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
+    _check_audio_body(request.content_type)
     form = Form.from_query(request)
     params = parse_transcription_request(form, served_model_names(request))
     raw = raw_format(request.headers.get("Content-Type", ""))
