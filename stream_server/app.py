@@ -11,6 +11,8 @@ from functools import partial
 from aiohttp import web
 
 from stream_server.decoder.whisper import SpeechModel
+from stream_server.engine.admission import Admission, AdmissionOptions
+from stream_server.engine.telemetry import LatencyStats
 from stream_server.library import FileLibrary
 from stream_server.metered import MeteredTranscriber
 from stream_server.models import resolve_model
@@ -19,8 +21,27 @@ from stream_server.service import TranscriptionService
 from stream_server.settings import Settings
 from stream_server.engine.sessions import SessionHub
 from stream_server.storage import LocalStorage
-from stream_server.transports import files_api, live_api, openai_api, stored_sessions, transcribe_v2, usage_api
-from stream_server.transports.appkeys import FILES, KEYS, METER, SERVICE, SESSIONS, SETTINGS, STORAGE, TRANSCRIBER
+from stream_server.transports import (
+    files_api,
+    live_api,
+    metrics_api,
+    openai_api,
+    stored_sessions,
+    transcribe_v2,
+    usage_api,
+)
+from stream_server.transports.appkeys import (
+    ADMISSION,
+    FILES,
+    KEYS,
+    LATENCY,
+    METER,
+    SERVICE,
+    SESSIONS,
+    SETTINGS,
+    STORAGE,
+    TRANSCRIBER,
+)
 from stream_server.transports.auth import auth_middleware
 from stream_server.transports.errors import error_middleware
 from stream_server.usage import UsageMeter
@@ -32,7 +53,8 @@ def load_model(settings: Settings) -> SpeechModel:
         source,
         device=settings.device,
         compute_type=settings.compute_type,
-        cpu_threads=settings.cpu_threads,
+        cpu_threads=settings.threads_per_slot,
+        num_workers=settings.decode_slots,
     )
 
 
@@ -50,10 +72,20 @@ def create_app(settings: Settings, *, model: SpeechModel | None = None) -> web.A
     app.add_routes(usage_api.routes)
     app.add_routes(stored_sessions.routes)
     app.add_routes(transcribe_v2.routes)
+    app.add_routes(metrics_api.routes)
     app.cleanup_ctx.append(partial(_service_context, model=model))
     app.cleanup_ctx.append(_storage_context)
     app.cleanup_ctx.append(_sessions_context)
     return app
+
+
+def admission_options(settings: Settings) -> AdmissionOptions:
+    return AdmissionOptions(
+        slots=settings.decode_slots,
+        target_utilisation=settings.target_utilisation,
+        max_streams=settings.max_streams,
+        max_streams_per_key=settings.max_streams_per_key,
+    )
 
 
 async def _service_context(app: web.Application, model: SpeechModel | None) -> AsyncIterator[None]:
@@ -62,6 +94,8 @@ async def _service_context(app: web.Application, model: SpeechModel | None) -> A
     executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="decode")
     service = TranscriptionService(executor, settings.decode_slots)
     app[SERVICE] = service
+    app[ADMISSION] = Admission(admission_options(settings), lambda: service.scheduler.live_decode_seconds)
+    app[LATENCY] = LatencyStats()
     loading = None
     if model is not None:
         service.use(model)

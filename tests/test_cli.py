@@ -34,3 +34,17 @@ def test_keys_balances_and_prices_from_environment():
 def test_bad_balances_stop_the_server(balance, tmp_path):
     argv = ["serve", "--data-dir", str(tmp_path), "--api-key", "k1", "--key-balance", balance]
     assert main(argv, env={}) == 2
+
+
+def test_capacity_flags_and_their_environment_twins():
+    s = settings_for(["--max-streams", "6", "--max-streams-per-key", "2", "--decode-slots", "1"])
+    assert (s.max_streams, s.max_streams_per_key, s.decode_slots) == (6, 2, 1)
+    env = {"STREAM_SERVER_MAX_STREAMS": "4", "STREAM_SERVER_MAX_STREAMS_PER_KEY": "1", "STREAM_SERVER_TARGET_UTILISATION": "0.7"}
+    s = settings_for([], env)
+    assert (s.max_streams, s.max_streams_per_key, s.target_utilisation) == (4, 1, 0.7)
+    assert settings_for([]).max_streams == 0  # the estimate alone by default
+
+
+@pytest.mark.parametrize("flags", [["--decode-slots", "0"], ["--max-streams", "-1"], ["--target-utilisation", "1.5"]])
+def test_bad_capacity_flags_stop_the_server(flags, tmp_path):
+    assert main(["serve", "--data-dir", str(tmp_path), *flags], env={}) == 2

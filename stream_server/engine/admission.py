@@ -47,7 +47,13 @@ class AdmissionOptions:
 
 
 class CostEstimate:
-    """Exponentially weighted decode seconds per live audio second."""
+    """Exponentially weighted decode seconds per live audio second.
+
+    A sample divides the live decode time spent since the last sample by the audio that arrived
+    meanwhile. Decodes trail their audio by about a step (plus any queue), so for real-time
+    streams a sample of 10 s is close; a client bursting audio faster than real time makes a
+    sample too low and the next ones too high, which the average smooths out.
+    """
 
     def __init__(self, default: float, smoothing: float, sample_audio_s: float):
         self.value = default
@@ -70,10 +76,8 @@ class CostEstimate:
         if audio < self._sample_audio_s:
             return
         sample = max(0.0, decode_seconds_total - self._decode_at_sample) / audio
-        if self.measured:
-            self.value += self._smoothing * (sample - self.value)
-        else:
-            self.value, self.measured = sample, True
+        self.value += self._smoothing * (sample - self.value)  # from the default: one sample moves it part way
+        self.measured = True
         self._audio_at_sample, self._decode_at_sample = self._audio, decode_seconds_total
 
 

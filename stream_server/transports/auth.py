@@ -1,4 +1,4 @@
-"""Bearer API keys on the API paths; the page and /health stay open.
+"""Bearer API keys on the API paths and /metrics; the page and /health stay open.
 
 Every request gets its caller as `request[PRINCIPAL]`: the key's principal (key id = sha256 of
 the key, admin flag, balance), or the one anonymous principal when no keys are configured.
@@ -12,7 +12,7 @@ from stream_server.errors import Unauthorized
 from stream_server.principals import ANONYMOUS, Principal
 from stream_server.transports.appkeys import KEYS, PRINCIPAL
 
-PROTECTED_PREFIXES = ("/v1/", "/api/")
+PROTECTED_PREFIXES = ("/v1/", "/api/", "/metrics")
 
 
 def presented_key(request: web.Request) -> str | None:
