@@ -85,6 +85,7 @@ def admission_options(settings: Settings) -> AdmissionOptions:
         target_utilisation=settings.target_utilisation,
         max_streams=settings.max_streams,
         max_streams_per_key=settings.max_streams_per_key,
+        enforce_estimate=settings.estimate_capacity,
     )
 
 

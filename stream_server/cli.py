@@ -62,6 +62,14 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="concurrent live streams one API key may hold; 0 = no limit [STREAM_SERVER_MAX_STREAMS_PER_KEY]",
     )
     serve.add_argument(
+        "--no-capacity-estimate",
+        dest="estimate_capacity",
+        action="store_false",
+        default=not _truthy(default("NO_CAPACITY_ESTIMATE", "")),
+        help="refuse live streams only at --max-streams / --max-streams-per-key, not at the measured "
+        "estimate (load benchmarks) [STREAM_SERVER_NO_CAPACITY_ESTIMATE]",
+    )
+    serve.add_argument(
         "--target-utilisation",
         type=float,
         default=default("TARGET_UTILISATION", defaults.target_utilisation),
@@ -168,6 +176,7 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Sett
         max_streams=_at_least(0, int(args.max_streams), "--max-streams"),
         max_streams_per_key=_at_least(0, int(args.max_streams_per_key), "--max-streams-per-key"),
         target_utilisation=_utilisation(float(args.target_utilisation)),
+        estimate_capacity=args.estimate_capacity,
         api_keys=api_keys,
         admin_keys=admin_keys,
         key_balances=balances,

@@ -62,6 +62,8 @@ class Settings:
     """Hard cap on concurrent live streams; 0 leaves only the measured-capacity estimate."""
     max_streams_per_key: int = 0
     """Concurrent live streams one API key may hold; 0 is no limit."""
+    estimate_capacity: bool = True
+    """Refuse live streams beyond the measured-capacity estimate (off: only the caps refuse)."""
     target_utilisation: float = 0.85
     """Share of the decode slots' time admitted live streams are planned to use."""
 

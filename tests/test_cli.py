@@ -42,7 +42,9 @@ def test_capacity_flags_and_their_environment_twins():
     env = {"STREAM_SERVER_MAX_STREAMS": "4", "STREAM_SERVER_MAX_STREAMS_PER_KEY": "1", "STREAM_SERVER_TARGET_UTILISATION": "0.7"}
     s = settings_for([], env)
     assert (s.max_streams, s.max_streams_per_key, s.target_utilisation) == (4, 1, 0.7)
-    assert settings_for([]).max_streams == 0  # the estimate alone by default
+    assert settings_for([]).max_streams == 0 and settings_for([]).estimate_capacity  # the estimate alone by default
+    assert not settings_for(["--no-capacity-estimate"]).estimate_capacity
+    assert not settings_for([], {"STREAM_SERVER_NO_CAPACITY_ESTIMATE": "1"}).estimate_capacity
 
 
 @pytest.mark.parametrize("flags", [["--decode-slots", "0"], ["--max-streams", "-1"], ["--target-utilisation", "1.5"]])

@@ -35,6 +35,9 @@ class AdmissionOptions:
     tiny.en on a small CPU, so a cold server admits few streams (3 on one slot)."""
     max_streams: int = 0
     """Hard cap on concurrent live streams; 0 leaves only the estimate."""
+    enforce_estimate: bool = True
+    """Refuse beyond the estimate. Off (load benchmarks), only the caps apply; the estimate is
+    still measured and reported."""
     max_streams_per_key: int = 0
     """Concurrent live streams one API key may hold; 0 is no limit. The anonymous caller (no
     keys configured) is not limited by this."""
@@ -94,12 +97,18 @@ class Admission:
         self.refused: Counter[str] = Counter({reason: 0 for reason in REFUSAL_REASONS})
 
     @property
-    def capacity(self) -> int:
-        """Real-time streams the slots carry at the target utilisation (at least one), capped by
-        `max_streams` when set."""
+    def estimate(self) -> int:
+        """Real-time streams the slots carry at the target utilisation (at least one)."""
         cost = max(self.cost.value, 1e-3)
-        estimate = max(1, math.floor(self.options.slots * self.options.target_utilisation / cost))
-        return min(estimate, self.options.max_streams) if self.options.max_streams else estimate
+        return max(1, math.floor(self.options.slots * self.options.target_utilisation / cost))
+
+    @property
+    def capacity(self) -> float:
+        """Streams admitted at once: the estimate (if enforced) capped by `max_streams` (if set);
+        infinite with neither."""
+        limits = [self.estimate] if self.options.enforce_estimate else []
+        limits += [self.options.max_streams] if self.options.max_streams else []
+        return min(limits, default=math.inf)
 
     def admit(self, owner: str | None) -> Ticket:
         """A ticket for one more stream of `owner` (a key id; None: not limited per key), or
@@ -110,7 +119,7 @@ class Admission:
         if options.max_streams and self.active >= options.max_streams:
             self._refuse(MAX_STREAMS, f"the server is at its limit of {options.max_streams} live streams")
         if self.active >= self.capacity:
-            self._refuse(CAPACITY, f"the server is at capacity ({self.capacity} live streams); retry later")
+            self._refuse(CAPACITY, f"the server is at capacity ({self.estimate} live streams); retry later")
         self.active += 1
         self.admitted += 1
         if owner is not None:

@@ -67,7 +67,12 @@ async def metrics(request: web.Request) -> web.Response:
         out.sample(refused, admission.refused[reason], {"reason": reason})
     out.single(
         "capacity_streams", "gauge",
-        "Real-time live streams the decode slots carry at the target utilisation (capped by --max-streams).",
+        "Estimated real-time live streams the decode slots carry at the target utilisation.",
+        admission.estimate,
+    )
+    out.single(
+        "admission_limit_streams", "gauge",
+        "Live streams admitted at once: the estimate (unless disabled) capped by --max-streams; +Inf if none.",
         admission.capacity,
     )
     out.single("decode_slots", "gauge", "Model calls that may run at once.", scheduler.slots)

@@ -20,12 +20,12 @@ def test_capacity_starts_from_the_default_cost_and_follows_the_measured_one():
     clock = DecodeClock()
     options = AdmissionOptions(slots=2, target_utilisation=0.8, default_cost=0.4, sample_audio_s=10, smoothing=0.5)
     admission = Admission(options, clock)
-    assert admission.capacity == 4  # 2 slots * 0.8 / 0.4
+    assert admission.capacity == admission.estimate == 4  # 2 slots * 0.8 / 0.4
     for _ in range(10):
         clock.seconds += 1.0
         admission.heard(10.0)  # 1 decode second per 10 audio seconds
     assert admission.cost.measured and admission.cost.value == pytest.approx(0.1, abs=1e-3)
-    assert admission.capacity == 15  # 1.6 / 0.1003
+    assert admission.estimate == 15  # 1.6 / 0.1003
 
 
 def test_cost_is_a_moving_average_over_samples_of_enough_audio():
@@ -74,3 +74,11 @@ def test_per_key_limit_counts_each_key_apart_and_spares_the_anonymous_caller():
     first.release()
     admission.admit("key-a")
     assert admission.refused == {"capacity": 0, "max_streams": 0, "per_key": 1}
+
+
+def test_without_the_estimate_only_the_caps_refuse():
+    options = AdmissionOptions(slots=1, default_cost=1.0, enforce_estimate=False)
+    admission = Admission(options, DecodeClock())
+    for _ in range(5):
+        admission.admit(None)
+    assert admission.estimate == 1 and admission.refused["capacity"] == 0

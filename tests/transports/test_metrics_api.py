@@ -36,7 +36,8 @@ async def test_metrics_count_a_finished_stream(client):
     before = await scrape(client)
     assert value(before, "stream_server_live_streams") == 0
     assert value(before, "stream_server_realtime_factor_measured") == 0
-    assert value(before, "stream_server_capacity_streams") >= 1
+    assert value(before, "stream_server_capacity_streams") == 5  # 2 slots * 0.85 / the default 0.3
+    assert value(before, "stream_server_admission_limit_streams") == 5
 
     audio = pcm16k("en_jfk_16k.wav")
     upload = PacedUpload(s16le(audio), 2 * SAMPLE_RATE, speed=4.0)
@@ -68,3 +69,9 @@ async def test_metrics_need_a_key_when_keys_are_configured(aiohttp_client, setti
     assert refused.status == 401 and (await refused.json())["error"]["code"] == "invalid_api_key"
     families = await scrape(client, {"Authorization": "Bearer k1"})
     assert value(families, "stream_server_decode_slots") == 2
+
+
+async def test_without_caps_or_estimate_the_admission_limit_is_infinite(aiohttp_client, settings, speech_model):
+    client = await aiohttp_client(create_app(replace(settings, estimate_capacity=False), model=speech_model))
+    families = await scrape(client)
+    assert value(families, "stream_server_admission_limit_streams") == float("inf")
