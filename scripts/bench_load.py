@@ -10,7 +10,8 @@ replays the file over the live SSE transport from N clients at real-time pace, s
 word's end in the audio to its first appearance in a partial and to its commit; the worst
 stream's lag (upload end to done) and whether its commit latency grew over the stream; WER of
 each final transcript (median, worst); refused streams; server CPU (cores busy) and peak RSS;
-and the server's own capacity estimate and real-time factor from /metrics.
+the server's own capacity estimate from /metrics, and the run's real-time factor (live decode
+seconds per audio second, from the /metrics counters).
 
 `--sweep` tries N = 1, 2, 4, 6, 8, ... and reports the largest N whose p95 commit latency stays
 under `--max-p95` seconds and whose lag does not grow. Sweeps run the server with
@@ -67,6 +68,7 @@ class LoadReport:
     rss_peak_mb: float
     capacity_estimate: float
     realtime_factor: float
+    """Live decode seconds per live audio second over the whole run (the server's counters)."""
 
     def passes(self, max_p95: float) -> bool:
         return not self.refused and not self.failed and self.commit_p95 < max_p95 and not self.lag_grows
@@ -103,7 +105,7 @@ def peak_rss_mb(pid: int) -> float:
 
 
 async def scrape(url: str) -> dict[str, float]:
-    """Unlabelled samples of /metrics (enough for the capacity estimate and the RTF)."""
+    """Unlabelled samples of /metrics (enough for the capacity estimate and the run's RTF)."""
     async with aiohttp.ClientSession() as session:
         async with session.get(url + "/metrics") as response:
             text = await response.text()
@@ -152,7 +154,8 @@ async def run_load(n: int, audio: np.ndarray, reference: str, args: argparse.Nam
         cpu_cores=cpu,
         rss_peak_mb=rss,
         capacity_estimate=metrics.get("stream_server_capacity_streams", float("nan")),
-        realtime_factor=metrics.get("stream_server_realtime_factor", float("nan")),
+        realtime_factor=metrics.get("stream_server_live_decode_seconds_total", float("nan"))
+        / max(metrics.get("stream_server_live_audio_seconds_total", 0.0), 1e-9),
     )
 
 
