@@ -30,9 +30,10 @@ class AdmissionOptions:
     """Decode slots the live streams share."""
     target_utilisation: float = 0.85
     """Share of the slots' time the admitted streams are planned to use; the rest absorbs bursts."""
-    default_cost: float = 0.5
-    """Decode seconds per audio second assumed until measured: pessimistic (tiny.en measured
-    0.39-0.63 on a busy 2-core machine), so a cold server admits few streams (3 on 2 slots)."""
+    default_cost: float = 0.8
+    """Decode seconds per audio second assumed until measured: pessimistic (one tiny.en stream
+    of dense speech alone cost 0.78 on 2 cores, 2 slots), so a cold server admits few streams
+    (2 on 2 slots)."""
     max_streams: int = 0
     """Hard cap on concurrent live streams; 0 leaves only the estimate."""
     enforce_estimate: bool = True

@@ -36,8 +36,8 @@ async def test_metrics_count_a_finished_stream(client):
     before = await scrape(client)
     assert value(before, "stream_server_live_streams") == 0
     assert value(before, "stream_server_realtime_factor_measured") == 0
-    assert value(before, "stream_server_capacity_streams") == 3  # 2 slots * 0.85 / the default 0.5
-    assert value(before, "stream_server_admission_limit_streams") == 3
+    assert value(before, "stream_server_capacity_streams") == 2  # 2 slots * 0.85 / the default 0.8
+    assert value(before, "stream_server_admission_limit_streams") == 2
 
     audio = pcm16k("en_jfk_16k.wav")
     upload = PacedUpload(s16le(audio), 2 * SAMPLE_RATE, speed=4.0)
