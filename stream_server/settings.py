@@ -48,16 +48,6 @@ class Settings:
     decode_slots: int = 2
     """Model calls run at once (CTranslate2 workers); each uses `cpu_threads` threads. On 2 cores,
     2 slots x 1 thread finished concurrent window decodes sooner than 1 x 2 (BENCHMARKS.md)."""
-
-    @property
-    def threads_per_slot(self) -> int:
-        return self.cpu_threads or max(1, (os.cpu_count() or 1) // self.decode_slots)
-    stream_step_s: float = 0.6
-    """A live stream's open utterance is decoded again after this much new speech."""
-    vad_aggressiveness: int = 2
-    """webrtcvad mode for live streams, 0..3."""
-    idle_timeout_s: float = 30.0
-    """A live upload that sends nothing for this long is ended with an error event."""
     max_streams: int = 0
     """Hard cap on concurrent live streams; 0 leaves only the measured-capacity estimate."""
     max_streams_per_key: int = 0
@@ -66,6 +56,12 @@ class Settings:
     """Refuse live streams beyond the measured-capacity estimate (off: only the caps refuse)."""
     target_utilisation: float = 0.85
     """Share of the decode slots' time admitted live streams are planned to use."""
+    stream_step_s: float = 0.6
+    """A live stream's open utterance is decoded again after this much new speech."""
+    vad_aggressiveness: int = 2
+    """webrtcvad mode for live streams, 0..3."""
+    idle_timeout_s: float = 30.0
+    """A live upload that sends nothing for this long is ended with an error event."""
 
     @property
     def model_cache_dir(self) -> Path:
@@ -74,3 +70,8 @@ class Settings:
     @property
     def storage_dir(self) -> Path:
         return self.data_dir / "storage"
+
+    @property
+    def threads_per_slot(self) -> int:
+        """`cpu_threads`, or the cores shared evenly among the decode slots."""
+        return self.cpu_threads or max(1, (os.cpu_count() or 1) // self.decode_slots)

@@ -12,7 +12,7 @@ from stream_server.errors import Unauthorized
 from stream_server.principals import ANONYMOUS, Principal
 from stream_server.transports.appkeys import KEYS, PRINCIPAL
 
-PROTECTED_PREFIXES = ("/v1/", "/api/", "/metrics")
+PROTECTED_PREFIXES = ("/v1/", "/api/")
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -28,6 +28,10 @@ def principal_of(request: web.Request) -> Principal:
     return request.get(PRINCIPAL, ANONYMOUS)
 
 
+PROTECTED_PATHS = ("/metrics",)
+"""Paths outside the prefixes that also need a key when keys are configured."""
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
     keys = request.app[KEYS]
@@ -38,7 +42,7 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
     principal = keys.identify(key) if key is not None else None
     if principal is not None:
         request[PRINCIPAL] = principal
-    elif request.path.startswith(PROTECTED_PREFIXES):
+    elif request.path.startswith(PROTECTED_PREFIXES) or request.path in PROTECTED_PATHS:
         if key is None:
             raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
         raise Unauthorized("incorrect API key provided")
