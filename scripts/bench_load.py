@@ -132,7 +132,7 @@ async def run_load(n: int, audio: np.ndarray, reference: str, args: argparse.Nam
     finally:
         server.stop()
     refused = [r for r in results if r.error and r.error.startswith("HTTP 429")]
-    failed = [r for r in results if r.error and r not in refused]
+    failed = [r for r in results if r.error and not r.error.startswith("HTTP 429")]
     served = [r for r in results if not r.error]
     errors = [wer(reference, r.text) for r in served] or [float("nan")]
     first_seen = [x for r in served for x in r.first_seen]
