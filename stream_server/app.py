@@ -11,6 +11,8 @@ from functools import partial
 from aiohttp import web
 
 from stream_server.decoder.whisper import SpeechModel
+from stream_server.engine.admission import Admission, AdmissionOptions
+from stream_server.engine.telemetry import LatencyStats
 from stream_server.library import FileLibrary
 from stream_server.metered import MeteredTranscriber
 from stream_server.models import resolve_model
@@ -22,6 +24,7 @@ from stream_server.storage import LocalStorage
 from stream_server.transports import (
     files_api,
     live_api,
+    metrics_api,
     openai_api,
     static_page,
     stored_sessions,
@@ -29,7 +32,18 @@ from stream_server.transports import (
     usage_api,
     websocket_api,
 )
-from stream_server.transports.appkeys import FILES, KEYS, METER, SERVICE, SESSIONS, SETTINGS, STORAGE, TRANSCRIBER
+from stream_server.transports.appkeys import (
+    ADMISSION,
+    FILES,
+    KEYS,
+    LATENCY,
+    METER,
+    SERVICE,
+    SESSIONS,
+    SETTINGS,
+    STORAGE,
+    TRANSCRIBER,
+)
 from stream_server.transports.auth import auth_middleware
 from stream_server.transports.errors import error_middleware
 from stream_server.usage import UsageMeter
@@ -41,7 +55,8 @@ def load_model(settings: Settings) -> SpeechModel:
         source,
         device=settings.device,
         compute_type=settings.compute_type,
-        cpu_threads=settings.cpu_threads,
+        cpu_threads=settings.threads_per_slot,
+        num_workers=settings.decode_slots,
     )
 
 
@@ -59,6 +74,7 @@ def create_app(settings: Settings, *, model: SpeechModel | None = None) -> web.A
     app.add_routes(usage_api.routes)
     app.add_routes(stored_sessions.routes)
     app.add_routes(transcribe_v2.routes)
+    app.add_routes(metrics_api.routes)
     websocket_api.setup(app)
     static_page.setup(app)
     app.cleanup_ctx.append(partial(_service_context, model=model))
@@ -67,12 +83,24 @@ def create_app(settings: Settings, *, model: SpeechModel | None = None) -> web.A
     return app
 
 
+def admission_options(settings: Settings) -> AdmissionOptions:
+    return AdmissionOptions(
+        slots=settings.decode_slots,
+        target_utilisation=settings.target_utilisation,
+        max_streams=settings.max_streams,
+        max_streams_per_key=settings.max_streams_per_key,
+        enforce_estimate=settings.estimate_capacity,
+    )
+
+
 async def _service_context(app: web.Application, model: SpeechModel | None) -> AsyncIterator[None]:
     """Own the executor and the model; /health says 503 until the model is in."""
     settings = app[SETTINGS]
     executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="decode")
     service = TranscriptionService(executor, settings.decode_slots)
     app[SERVICE] = service
+    app[ADMISSION] = Admission(admission_options(settings), lambda: service.scheduler.live_decode_seconds)
+    app[LATENCY] = LatencyStats()
     loading = None
     if model is not None:
         service.use(model)

@@ -41,7 +41,39 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="auto, int8, int8_float16, float16, float32, ... [STREAM_SERVER_COMPUTE_TYPE]",
     )
     serve.add_argument(
-        "--cpu-threads", type=int, default=default("CPU_THREADS", 0), help="0 = all cores [STREAM_SERVER_CPU_THREADS]"
+        "--cpu-threads", type=int, default=default("CPU_THREADS", 0), help="threads per model call; 0 = the cores shared among --decode-slots [STREAM_SERVER_CPU_THREADS]"
+    )
+    serve.add_argument(
+        "--decode-slots",
+        type=int,
+        default=default("DECODE_SLOTS", defaults.decode_slots),
+        help="model calls run at once, each on --cpu-threads threads [STREAM_SERVER_DECODE_SLOTS]",
+    )
+    serve.add_argument(
+        "--max-streams",
+        type=int,
+        default=default("MAX_STREAMS", defaults.max_streams),
+        help="hard cap on concurrent live streams; 0 = the measured-capacity estimate only [STREAM_SERVER_MAX_STREAMS]",
+    )
+    serve.add_argument(
+        "--max-streams-per-key",
+        type=int,
+        default=default("MAX_STREAMS_PER_KEY", defaults.max_streams_per_key),
+        help="concurrent live streams one API key may hold; 0 = no limit [STREAM_SERVER_MAX_STREAMS_PER_KEY]",
+    )
+    serve.add_argument(
+        "--no-capacity-estimate",
+        dest="estimate_capacity",
+        action="store_false",
+        default=not _truthy(default("NO_CAPACITY_ESTIMATE", "")),
+        help="refuse live streams only at --max-streams / --max-streams-per-key, not at the measured "
+        "estimate (load benchmarks) [STREAM_SERVER_NO_CAPACITY_ESTIMATE]",
+    )
+    serve.add_argument(
+        "--target-utilisation",
+        type=float,
+        default=default("TARGET_UTILISATION", defaults.target_utilisation),
+        help="share of the decode slots admitted live streams may plan to use, 0..1 [STREAM_SERVER_TARGET_UTILISATION]",
     )
     serve.add_argument(
         "--api-key",
@@ -108,6 +140,18 @@ def _listed(values: list[str] | None, env: Mapping[str, str], name: str) -> tupl
     return tuple(item.strip() for item in items if item.strip())
 
 
+def _at_least(floor: int, value: int, flag: str) -> int:
+    if value < floor:
+        raise ValueError(f"{flag} must be at least {floor}, not {value}")
+    return value
+
+
+def _utilisation(value: float) -> float:
+    if not 0 < value <= 1:
+        raise ValueError(f"--target-utilisation must be in (0, 1], not {value}")
+    return value
+
+
 def parse_balances(items: tuple[str, ...], known_keys: set[str]) -> tuple[tuple[str, float], ...]:
     balances = []
     for item in items:
@@ -135,6 +179,11 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Sett
         device=args.device,
         compute_type=args.compute_type,
         cpu_threads=int(args.cpu_threads),
+        decode_slots=_at_least(1, int(args.decode_slots), "--decode-slots"),
+        max_streams=_at_least(0, int(args.max_streams), "--max-streams"),
+        max_streams_per_key=_at_least(0, int(args.max_streams_per_key), "--max-streams-per-key"),
+        target_utilisation=_utilisation(float(args.target_utilisation)),
+        estimate_capacity=args.estimate_capacity,
         api_keys=api_keys,
         admin_keys=admin_keys,
         key_balances=balances,

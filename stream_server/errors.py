@@ -53,6 +53,15 @@ class Overloaded(ServiceError):
         self.retry_after = retry_after
 
 
+class StreamRefused(Overloaded):
+    """A new live stream refused by admission control (`reason`: capacity, max_streams,
+    per_key). HTTP answers 429 with Retry-After; a WebSocket closes with 1013 (try again later)."""
+
+    def __init__(self, message: str, *, reason: str, retry_after: float = 1.0, **kwargs: str | None):
+        super().__init__(message, retry_after=retry_after, **kwargs)
+        self.reason = reason
+
+
 class NotReady(ServiceError):
     error_type = "server_error"
     default_code = "model_not_ready"

@@ -26,7 +26,7 @@ class Settings:
     compute_type: str = "auto"
     """CTranslate2 compute type; `auto` is int8 on CPU and float16 on CUDA."""
     cpu_threads: int = 0
-    """Threads per model call; 0 uses every core."""
+    """Threads per model call; 0 shares the cores evenly among the decode slots."""
     api_keys: tuple[str, ...] = ()
     """Bearer keys accepted; empty means no authentication (loopback only by default)."""
     allow_unauthenticated: bool = False
@@ -45,8 +45,17 @@ class Settings:
     """Price of a million completion (transcript) tokens."""
     currency: str = "USD"
 
-    decode_slots: int = 1
-    """Model calls run at once; each uses `cpu_threads` threads."""
+    decode_slots: int = 2
+    """Model calls run at once (CTranslate2 workers); each uses `cpu_threads` threads. On 2 cores,
+    2 slots x 1 thread finished concurrent window decodes sooner than 1 x 2 (BENCHMARKS.md)."""
+    max_streams: int = 0
+    """Hard cap on concurrent live streams; 0 leaves only the measured-capacity estimate."""
+    max_streams_per_key: int = 0
+    """Concurrent live streams one API key may hold; 0 is no limit."""
+    estimate_capacity: bool = True
+    """Refuse live streams beyond the measured-capacity estimate (off: only the caps refuse)."""
+    target_utilisation: float = 0.85
+    """Share of the decode slots' time admitted live streams are planned to use."""
     stream_step_s: float = 0.6
     """A live stream's open utterance is decoded again after this much new speech."""
     vad_aggressiveness: int = 2
@@ -64,3 +73,8 @@ class Settings:
     @property
     def storage_dir(self) -> Path:
         return self.data_dir / "storage"
+
+    @property
+    def threads_per_slot(self) -> int:
+        """`cpu_threads`, or the cores shared evenly among the decode slots."""
+        return self.cpu_threads or max(1, (os.cpu_count() or 1) // self.decode_slots)

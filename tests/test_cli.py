@@ -141,3 +141,19 @@ def test_the_websocket_queue_limit_from_flag_or_environment():
     assert settings_for([]).stream_max_queue_s == 30.0
     assert settings_for(["--stream-max-queue-s", "12"]).stream_max_queue_s == 12.0
     assert settings_for([], {"STREAM_SERVER_STREAM_MAX_QUEUE_S": "5"}).stream_max_queue_s == 5.0
+
+
+def test_capacity_flags_and_their_environment_twins():
+    s = settings_for(["--max-streams", "6", "--max-streams-per-key", "2", "--decode-slots", "1"])
+    assert (s.max_streams, s.max_streams_per_key, s.decode_slots) == (6, 2, 1)
+    env = {"STREAM_SERVER_MAX_STREAMS": "4", "STREAM_SERVER_MAX_STREAMS_PER_KEY": "1", "STREAM_SERVER_TARGET_UTILISATION": "0.7"}
+    s = settings_for([], env)
+    assert (s.max_streams, s.max_streams_per_key, s.target_utilisation) == (4, 1, 0.7)
+    assert settings_for([]).max_streams == 0 and settings_for([]).estimate_capacity  # the estimate alone by default
+    assert not settings_for(["--no-capacity-estimate"]).estimate_capacity
+    assert not settings_for([], {"STREAM_SERVER_NO_CAPACITY_ESTIMATE": "1"}).estimate_capacity
+
+
+@pytest.mark.parametrize("flags", [["--decode-slots", "0"], ["--max-streams", "-1"], ["--target-utilisation", "1.5"]])
+def test_bad_capacity_flags_stop_the_server(flags, tmp_path):
+    assert main(["serve", "--data-dir", str(tmp_path), *flags], env={}) == 2

@@ -43,6 +43,8 @@ class DecodeScheduler:
         self.decode_seconds = 0.0
         """Wall seconds spent in model calls, summed over slots."""
         self.decodes = 0
+        self.live_decode_seconds = 0.0
+        """The part of `decode_seconds` spent on LIVE work: what admission control measures."""
 
     @property
     def queue_depth(self) -> int:
@@ -81,7 +83,10 @@ class DecodeScheduler:
             if not job.future.done():
                 job.future.set_result(result)
         finally:
-            self.decode_seconds += time.monotonic() - started
+            elapsed = time.monotonic() - started
+            self.decode_seconds += elapsed
+            if job.priority == LIVE:
+                self.live_decode_seconds += elapsed
             self.decodes += 1
             self._busy -= 1
             self._dispatch()

@@ -8,10 +8,11 @@ more when the utterance ends. One decode at a time per stream, in utterance orde
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Awaitable, Protocol
 
@@ -33,6 +34,9 @@ from stream_server.events import (
 from stream_server.vad.segmenter import SpeechAudio, SpeechEnd, SpeechSegmenter, SpeechStart, VadOptions
 
 log = logging.getLogger(__name__)
+
+ARRIVALS_KEPT = 8192
+"""Pushes remembered for latency measurement (over 13 minutes of 100 ms chunks)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,16 @@ class WindowDecoder(Protocol):
     ) -> Awaitable[Transcription]: ...
 
 
+class LatencyObserver(Protocol):
+    """Told, in wall seconds, how long after its audio arrived the text was shown."""
+
+    def partial(self, delay: float) -> None:
+        """A partial was published: delay since the audio at its end arrived."""
+
+    def committed(self, delays: Sequence[float]) -> None:
+        """Words were committed: per word, delay since the audio at its end arrived."""
+
+
 @dataclass
 class _Utterance:
     id: int
@@ -93,8 +107,12 @@ class LiveTranscriber:
         publish: Callable[[Event], None],
         options: StreamOptions = StreamOptions(),
         prompt: str | None = None,
+        observer: LatencyObserver | None = None,
     ):
         self._decode = decode
+        self._observer = observer
+        self._arrivals: deque[tuple[float, float]] = deque(maxlen=ARRIVALS_KEPT)
+        """(stream time at the end of a push, wall time it arrived), in order."""
         self._publish = publish
         self.options = options
         self._user_prompt = prompt
@@ -124,6 +142,7 @@ class LiveTranscriber:
     def push(self, pcm: np.ndarray) -> None:
         """Take 16 kHz mono float32 audio; never blocks on decoding."""
         self.received_seconds += len(pcm) / SAMPLE_RATE
+        self._arrivals.append((self.received_seconds, time.monotonic()))
         self._segment(self._segmenter.push(pcm))
 
     def finalize_utterance(self) -> None:
@@ -241,6 +260,8 @@ class LiveTranscriber:
     def _publish_tail(self, tail: list[Word]) -> None:
         if tail:
             self._publish(TextPartial(text=_join(tail).strip(), start=tail[0].start, end=tail[-1].end))
+            if self._observer is not None:
+                self._observer.partial(time.monotonic() - self._arrived_at(tail[-1].end))
 
     async def _final(self, utterance: _Utterance) -> None:
         if len(utterance.audio):
@@ -268,6 +289,16 @@ class LiveTranscriber:
             delta = delta.lstrip()
         self._text += delta
         self._publish(TextCommitted(delta=delta, start=words[0].start, end=words[-1].end, words=tuple(words)))
+        if self._observer is not None:
+            now = time.monotonic()
+            self._observer.committed([now - self._arrived_at(w.end) for w in words])
+
+    def _arrived_at(self, stream_time: float) -> float:
+        """Wall time the audio at `stream_time` arrived (the oldest remembered, if forgotten)."""
+        if not self._arrivals:
+            return time.monotonic()
+        index = bisect.bisect_left(self._arrivals, (stream_time,))
+        return self._arrivals[min(index, len(self._arrivals) - 1)][1]
 
     def _bound_window(self, utterance: _Utterance) -> None:
         """Cut a long window at a committed word so each decode stays well inside 30 s."""

@@ -2,7 +2,9 @@
 
 from aiohttp import web
 
+from stream_server.engine.admission import Admission
 from stream_server.engine.sessions import SessionHub
+from stream_server.engine.telemetry import LatencyStats
 from stream_server.library import FileLibrary
 from stream_server.metered import MeteredTranscriber
 from stream_server.principals import KeyRing, Principal
@@ -19,6 +21,8 @@ STORAGE = web.AppKey("storage", Storage)
 FILES = web.AppKey("files", FileLibrary)
 METER = web.AppKey("meter", UsageMeter)
 TRANSCRIBER = web.AppKey("transcriber", MeteredTranscriber)
+ADMISSION = web.AppKey("admission", Admission)
+LATENCY = web.AppKey("latency", LatencyStats)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 """Who made the request; set by the auth middleware."""

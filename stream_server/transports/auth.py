@@ -1,4 +1,4 @@
-"""Bearer API keys on the API paths; the page and /health stay open.
+"""Bearer API keys on the API paths and /metrics; the page and /health stay open.
 
 Every request gets its caller as `request[PRINCIPAL]`: the key's principal (key id = sha256 of
 the key, admin flag, balance), or the one anonymous principal when no keys are configured.
@@ -55,6 +55,10 @@ def principal_of(request: web.Request) -> Principal:
     return request.get(PRINCIPAL, ANONYMOUS)
 
 
+PROTECTED_PATHS = ("/metrics",)
+"""Paths outside the prefixes that also need a key when keys are configured."""
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
     keys = request.app[KEYS]
@@ -65,7 +69,7 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
     principal = keys.identify(key) if key is not None else None
     if principal is not None:
         request[PRINCIPAL] = principal
-    elif request.path.startswith(PROTECTED_PREFIXES):
+    elif request.path.startswith(PROTECTED_PREFIXES) or request.path in PROTECTED_PATHS:
         if key is None:
             raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
         raise Unauthorized("incorrect API key provided")

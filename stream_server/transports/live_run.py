@@ -13,13 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 from aiohttp import web
 
+from stream_server.audio import SAMPLE_RATE
+from stream_server.engine.admission import Ticket
 from stream_server.engine.sessions import LiveSession
 from stream_server.engine.stream import LiveTranscriber, StreamOptions
 from stream_server.errors import InsufficientBalance, ServiceError
 from stream_server.events import StreamFailed
-from stream_server.principals import Principal
+from stream_server.principals import ANONYMOUS_ID, Principal
 from stream_server.storage import SessionRecord
-from stream_server.transports.appkeys import METER, SERVICE, SESSIONS, SETTINGS, STORAGE
+from stream_server.transports.appkeys import ADMISSION, LATENCY, METER, SERVICE, SESSIONS, SETTINGS, STORAGE
 from stream_server.vad.segmenter import VadOptions
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,8 @@ class LiveRun:
     session: LiveSession
     transcriber: LiveTranscriber
     principal: Principal
+    ticket: Ticket
+    """Its place under admission control; given back by end_live_run."""
     feeding: asyncio.Task | None = None
 
 
@@ -46,16 +50,24 @@ async def start_live_run(
     language: str | None,
     prompt: str | None,
 ) -> LiveRun:
-    """Check the caller may stream, open a session, and start feeding it in the background."""
+    """Check the caller may stream, admit it (or raise StreamRefused: HTTP 429, WebSocket 1013),
+    open a session, and start feeding it in the background. Every run that this returns must
+    end in end_live_run, which gives its admission back."""
     service = app[SERVICE]
     model = service.model
     model.check_language(language)
     meter = app[METER]
     await meter.check_balance(principal)
     allowance = await meter.remaining_seconds(principal)
-    session = app[SESSIONS].create(model.name, language, owner=principal.key_id)
-    transcriber = LiveTranscriber(service.window_decoder(model, language), session.publish, stream_options(app), prompt)
-    run = LiveRun(session, transcriber, principal)
+    ticket = app[ADMISSION].admit(None if principal.key_id == ANONYMOUS_ID else principal.key_id)
+    try:
+        session = app[SESSIONS].create(model.name, language, owner=principal.key_id)
+        decode = service.window_decoder(model, language)
+        transcriber = LiveTranscriber(decode, session.publish, stream_options(app), prompt, observer=app[LATENCY])
+    except BaseException:
+        ticket.release()
+        raise
+    run = LiveRun(session, transcriber, principal, ticket)
     run.feeding = asyncio.ensure_future(_feed(pcm, run, allowance))
     return run
 
@@ -65,6 +77,7 @@ async def _feed(pcm: AsyncIterator[np.ndarray], run: LiveRun, allowance: float |
     try:
         async for chunk in pcm:
             transcriber.push(chunk)
+            run.ticket.heard(len(chunk) / SAMPLE_RATE)
             if allowance is not None and transcriber.received_seconds > allowance:
                 raise InsufficientBalance("insufficient balance: the key's audio seconds ran out during the stream")
         await transcriber.finish()
@@ -84,12 +97,16 @@ async def _feed(pcm: AsyncIterator[np.ndarray], run: LiveRun, allowance: float |
 
 
 async def end_live_run(app: web.Application, run: LiveRun, reason: str = "the client disconnected") -> None:
-    """Stop feeding (if it still runs), end the session, record usage and keep the transcript."""
-    if run.feeding is not None and not run.feeding.done():
-        run.feeding.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await run.feeding
-    await run.transcriber.cancel()
+    """Stop feeding (if it still runs), end the session, give back its admission, record usage
+    and keep the transcript. Safe to call more than once."""
+    try:
+        if run.feeding is not None and not run.feeding.done():
+            run.feeding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run.feeding
+        await run.transcriber.cancel()
+    finally:
+        run.ticket.release()
     session = run.session
     if session.outcome is None:
         session.fail(reason, "client_disconnected")

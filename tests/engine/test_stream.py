@@ -95,3 +95,25 @@ async def test_a_long_utterance_keeps_its_window_bounded():
     await feed(LiveTranscriber(decoder, lambda e: None, options), utterance_audio(12.0), chunk_s=0.25)
     longest = max(seconds for seconds, *_ in decoder.calls)
     assert longest <= options.max_window_s + options.step_s + 1.0
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.partials: list[float] = []
+        self.commits: list[float] = []
+
+    def partial(self, delay: float) -> None:
+        self.partials.append(delay)
+
+    def committed(self, delays) -> None:
+        self.commits.extend(delays)
+
+
+async def test_the_latency_hook_hears_every_committed_word_and_each_partial():
+    events, recorder = [], Recorder()
+    transcriber = LiveTranscriber(FakeDecoder(), events.append, StreamOptions(step_s=0.3), observer=recorder)
+    await feed(transcriber, utterance_audio(2.5))
+    committed_words = sum(len(e.words) for e in events if isinstance(e, TextCommitted))
+    assert committed_words > 0 and len(recorder.commits) == committed_words
+    assert len(recorder.partials) == sum(isinstance(e, TextPartial) for e in events)
+    assert all(delay >= 0 for delay in recorder.commits + recorder.partials)
