@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from stream_server.audio.live import RawDecoder, RawFormat
-from stream_server.errors import FieldTooLong, InvalidRequest, ServiceError
+from stream_server.errors import FieldTooLong, InvalidRequest, Overloaded, ServiceError
 from stream_server.events import StreamDone, StreamFailed
 from stream_server.transports.appkeys import SERVICE, SESSIONS, SETTINGS
 from stream_server.transports.audio_inbox import AudioInbox
 from stream_server.transports.auth import STREAM_PATH, principal_of
-from stream_server.transports.errors import error_body
+from stream_server.transports.errors import error_body, service_error_body
 from stream_server.transports.event_json import event_json
 from stream_server.transports.forms import FIELD_LIMIT, UploadStalled
 from stream_server.transports.live_run import LiveRun, end_live_run, start_live_run
@@ -136,9 +136,15 @@ async def stream_audio(request: web.Request) -> web.StreamResponse:
         )
     settings = request.app[SETTINGS]
     inbox = AudioInbox(settings.stream_max_queue_s)
-    run = await start_live_run(
-        request.app, principal_of(request), inbox.pcm(), language=params.language, prompt=params.prompt
-    )
+    try:
+        run = await start_live_run(
+            request.app, principal_of(request), inbox.pcm(), language=params.language, prompt=params.prompt
+        )
+    except Overloaded as exc:  # a browser cannot read a refused handshake's status: say it in band
+        await ws.prepare(request)
+        await ws.send_str(json.dumps({"type": "error", **service_error_body(exc)}))
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=(exc.code or "overloaded").encode())
+        return ws
     inbox.pace_by(lambda: run.transcriber.backlog_seconds)
     try:
         await ws.prepare(request)

@@ -106,3 +106,15 @@ async def test_a_burst_from_one_stream_does_not_starve_a_paced_one(client):
     assert ids == sorted(ids)
     burst_text = normalise(of_type(burst_events, "transcript.text.done")[0]["text"])
     assert JFK_WORDS in burst_text and "great sorrow of his life" in burst_text
+
+
+async def test_a_websocket_beyond_the_limit_is_closed_with_1013(one_stream_client):
+    client = one_stream_client
+    admitted = await client.post(LIVE_URL, data=jfk_upload(), headers=headers())
+    assert admitted.status == 200
+    ws = await client.ws_connect("/v1/audio/stream")
+    message = await ws.receive_json()
+    assert message["type"] == "error" and message["error"]["code"] == "overloaded"
+    await ws.receive()
+    assert ws.close_code == 1013
+    assert JFK_WORDS in normalise(await final_text(admitted))
