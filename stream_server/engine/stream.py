@@ -45,9 +45,6 @@ class StreamOptions:
     """Decode the open utterance again once this much new speech has arrived."""
     min_first_decode_s: float = 1.0
     """Speech needed before an utterance's first partial decode."""
-    min_commit_window_s: float = 0.0
-    """Decodes of a shorter window are shown as partials but never commit: Whisper guesses on
-    the first second or two of an utterance ("am I" for "my")."""
     max_window_s: float = 20.0
     """Past this the window is trimmed at a committed word, so cost stays bounded."""
     keep_after_trim_s: float = 5.0
@@ -247,12 +244,7 @@ class LiveTranscriber:
         )
 
     async def _partial(self, utterance: _Utterance) -> None:
-        window = len(utterance.audio) / SAMPLE_RATE
         words = await self._run_decode(utterance, final=False)
-        if window < self.options.min_commit_window_s:
-            self._publish_tail(utterance.agreement.unseen(words))
-            utterance.agreement.tail = []  # so the next decode has nothing short to agree with
-            return
         self._commit(utterance.agreement.update(words))
         self._bound_window(utterance)
         self._publish_tail(utterance.agreement.tail)
