@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 from stream_server.app import load_model  # noqa: E402
 from stream_server.audio import SAMPLE_RATE  # noqa: E402
 from stream_server.audio.decode import decode_file  # noqa: E402
-from stream_server.decoder.whisper import TranscribeOptions  # noqa: E402
+from stream_server.service import window_options  # noqa: E402
 from stream_server.engine.stream import LiveTranscriber, StreamOptions  # noqa: E402
 from stream_server.events import StreamDone, TextCommitted, UtteranceDone  # noqa: E402
 from stream_server.settings import Settings  # noqa: E402
@@ -39,8 +39,7 @@ async def simulate(model, audio: np.ndarray, options: StreamOptions, cost: tuple
     text = {}
 
     async def decode(window, prompt, *, final, deadline):
-        beam = beams[1] if final else beams[0]
-        opts = TranscribeOptions(language="en", prompt=prompt, word_timestamps=True, beam_size=beam, vad_filter=False)
+        opts = replace(window_options("en", prompt, final=final), beam_size=beams[1] if final else beams[0])
         result = model.transcribe(window, opts)
         clock["now"] += cost[1] if final else cost[0]
         return result

@@ -26,6 +26,20 @@ PARTIAL_BEAM = 1
 FINAL_BEAM = 5
 
 
+def window_options(language: str | None, prompt: str | None, *, final: bool) -> TranscribeOptions:
+    """A live window: word timestamps for the agreement, no second VAD pass (the stream's
+    VAD already cut it), and for partials greedy, single-pass decoding, since a partial is
+    replaced within a step."""
+    return TranscribeOptions(
+        language=language,
+        prompt=prompt,
+        word_timestamps=True,
+        beam_size=FINAL_BEAM if final else PARTIAL_BEAM,
+        vad_filter=False,
+        fallback=final,
+    )
+
+
 class TranscriptionService:
     """Blocking work runs off the event loop: audio decoding on the executor, model calls
     through the decode scheduler, which orders them (live first) onto the same executor."""
@@ -40,16 +54,10 @@ class TranscriptionService:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def window_decoder(self, model: SpeechModel, language: str | None) -> WindowDecoder:
-        """What a live stream decodes its windows with: word timestamps, no second VAD pass."""
+        """What a live stream decodes its windows with."""
 
         async def decode(audio, prompt: str | None, *, final: bool, deadline: float) -> Transcription:
-            options = TranscribeOptions(
-                language=language,
-                prompt=prompt,
-                word_timestamps=True,
-                beam_size=FINAL_BEAM if final else PARTIAL_BEAM,
-                vad_filter=False,
-            )
+            options = window_options(language, prompt, final=final)
             return await self.scheduler.run(model.transcribe, audio, options, priority=LIVE, deadline=deadline)
 
         return decode

@@ -31,6 +31,8 @@ class TranscribeOptions:
     """Text the decoder is conditioned on (names, spelling, the text before)."""
     temperature: float = 0.0
     """First temperature of the fallback schedule; 0 is greedy/beam first."""
+    fallback: bool = True
+    """Re-decode hotter when the result looks degenerate; off, a decode costs one pass."""
     word_timestamps: bool = False
     beam_size: int = 5
     vad_filter: bool = True
@@ -105,7 +107,7 @@ class SpeechModel:
             audio,
             language=options.language,
             initial_prompt=options.prompt,
-            temperature=temperature_schedule(options.temperature),
+            temperature=temperature_schedule(options.temperature) if options.fallback else options.temperature,
             word_timestamps=options.word_timestamps,
             beam_size=options.beam_size,
             vad_filter=options.vad_filter,
