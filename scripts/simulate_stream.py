@@ -39,7 +39,7 @@ async def simulate(model, audio: np.ndarray, options: StreamOptions, cost: tuple
     text = {}
 
     async def decode(window, prompt, *, final, deadline):
-        opts = replace(window_options("en", prompt, final=final), beam_size=beams[1] if final else beams[0])
+        opts = replace(window_options("en", prompt, final=final, seconds=len(window) / SAMPLE_RATE), beam_size=beams[1] if final else beams[0])
         result = model.transcribe(window, opts)
         clock["now"] += cost[1] if final else cost[0]
         return result

@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from stream_server.audio import SAMPLE_RATE
 from stream_server.audio.decode import decode_file
 from stream_server.decoder.results import Transcription
 from stream_server.decoder.whisper import SpeechModel, TranscribeOptions
@@ -26,10 +27,14 @@ PARTIAL_BEAM = 1
 FINAL_BEAM = 5
 
 
-def window_options(language: str | None, prompt: str | None, *, final: bool) -> TranscribeOptions:
-    """A live window: word timestamps for the agreement, no second VAD pass (the stream's
-    VAD already cut it), and for partials greedy, single-pass decoding, since a partial is
-    replaced within a step."""
+TOKENS_PER_SECOND_CAP = 8
+"""Fast speech is about 4 tokens a second; a window's text beyond twice that is a repetition loop."""
+
+
+def window_options(language: str | None, prompt: str | None, *, final: bool, seconds: float) -> TranscribeOptions:
+    """A live window of `seconds`: word timestamps for the agreement, no second VAD pass (the
+    stream's VAD already cut it), tokens capped by its length, and for partials greedy,
+    single-pass decoding, since a partial is replaced within a step."""
     return TranscribeOptions(
         language=language,
         prompt=prompt,
@@ -37,6 +42,7 @@ def window_options(language: str | None, prompt: str | None, *, final: bool) -> 
         beam_size=FINAL_BEAM if final else PARTIAL_BEAM,
         vad_filter=False,
         fallback=final,
+        max_new_tokens=int(16 + TOKENS_PER_SECOND_CAP * min(seconds, 30.0)),
     )
 
 
@@ -54,11 +60,18 @@ class TranscriptionService:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def window_decoder(self, model: SpeechModel, language: str | None) -> WindowDecoder:
-        """What a live stream decodes its windows with."""
+        """What a live stream decodes its windows with. Without a language, the first final
+        decode detects it and the stream keeps it: detecting on every short window of a
+        multilingual model guesses wrong often enough to ruin the transcript."""
+        pinned = language or (None if model.is_multilingual else "en")
 
         async def decode(audio, prompt: str | None, *, final: bool, deadline: float) -> Transcription:
-            options = window_options(language, prompt, final=final)
-            return await self.scheduler.run(model.transcribe, audio, options, priority=LIVE, deadline=deadline)
+            nonlocal pinned
+            options = window_options(pinned, prompt, final=final, seconds=len(audio) / SAMPLE_RATE)
+            result = await self.scheduler.run(model.transcribe, audio, options, priority=LIVE, deadline=deadline)
+            if pinned is None and final:
+                pinned = result.language
+            return result
 
         return decode
 

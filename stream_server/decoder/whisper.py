@@ -33,6 +33,8 @@ class TranscribeOptions:
     """First temperature of the fallback schedule; 0 is greedy/beam first."""
     fallback: bool = True
     """Re-decode hotter when the result looks degenerate; off, a decode costs one pass."""
+    max_new_tokens: int | None = None
+    """Cap on tokens per 30 s window: bounds a repetition loop's text and its cost."""
     word_timestamps: bool = False
     beam_size: int = 5
     vad_filter: bool = True
@@ -111,6 +113,7 @@ class SpeechModel:
             word_timestamps=options.word_timestamps,
             beam_size=options.beam_size,
             vad_filter=options.vad_filter,
+            max_new_tokens=options.max_new_tokens,
         )
         return Transcription(
             language=info.language,

@@ -299,7 +299,12 @@ class LiveTranscriber:
             return
         agreement = utterance.agreement
         self._commit(agreement.commit_tail_before(utterance.audio_end - self.options.keep_after_trim_s))
-        cut = max(agreement.committed_end, utterance.audio_end - self.options.max_window_s)
+        if agreement.tail or agreement.committed_end > utterance.audio_start:
+            cut = agreement.committed_end  # never drop audio whose words are not committed yet
+        else:
+            cut = utterance.audio_end - self.options.max_window_s  # the decoder heard no words in it
+        if cut <= utterance.audio_start:
+            return
         inside = [w for w in agreement.committed if w.end > utterance.audio_start and w.end <= cut]
         self._context = f"{self._context} {_join(inside).strip()}".strip()
         drop = int((cut - utterance.audio_start) * SAMPLE_RATE)
