@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ import numpy as np
 
 from stream_server.audio import SAMPLE_RATE
 from stream_server.decoder.results import Segment, Transcription, Word
-from stream_server.engine.stability import LocalAgreement
+from stream_server.engine.stability import LocalAgreement, normalise
 from stream_server.events import (
     Event,
     SpeechStarted,
@@ -230,12 +231,18 @@ class LiveTranscriber:
         prompt = " ".join(p for p in (self._user_prompt, self._context[-self.options.prompt_chars :]) if p)
         result = await self._decode(audio, prompt or None, final=final, deadline=deadline)
         self.prompt_tokens += result.prompt_tokens
-        return [
-            Word(w.start + offset, w.end + offset, w.text, w.probability)
-            for segment in result.segments
-            if self._is_speech(segment)
-            for w in segment.words
-        ]
+        seen = _sentences(prompt or "")
+        words = []
+        for segment in result.segments:
+            if not self._is_speech(segment):
+                continue
+            for sentence in _split_sentences(segment.words):
+                text = _normalised(_join(sentence))
+                if text in seen and len(text.split()) >= MIN_COPIED_WORDS:
+                    continue  # a copy of a sentence from the prompt or earlier in the window
+                seen.add(text)
+                words += [Word(w.start + offset, w.end + offset, w.text, w.probability) for w in sentence]
+        return words
 
     def _is_speech(self, segment: Segment) -> bool:
         return not (
@@ -311,6 +318,30 @@ class LiveTranscriber:
         utterance.audio = utterance.audio[drop:]
         utterance.audio_start = cut
         utterance.decoded_samples = max(0, utterance.decoded_samples - drop)
+
+
+MIN_COPIED_WORDS = 3
+"""A decoded sentence of at least this many words that repeats one of the prompt's, or one
+before it in the same window, is dropped: prompted with the text before, Whisper (base
+especially) echoes its sentences on short windows ("The blind man counted his old coins."
+four times)."""
+
+
+def _normalised(text: str) -> str:
+    return " ".join(normalise(w) for w in text.split() if normalise(w))
+
+
+def _split_sentences(words: tuple[Word, ...]) -> list[list[Word]]:
+    sentences: list[list[Word]] = [[]]
+    for word in words:
+        sentences[-1].append(word)
+        if word.text.rstrip().endswith((".", "!", "?")):
+            sentences.append([])
+    return [s for s in sentences if s]
+
+
+def _sentences(text: str) -> set[str]:
+    return {_normalised(s) for s in re.split(r"(?<=[.!?])\s+", text) if _normalised(s)}
 
 
 def _join(words: list[Word] | tuple[Word, ...]) -> str:

@@ -117,3 +117,25 @@ async def test_the_latency_hook_hears_every_committed_word_and_each_partial():
     assert committed_words > 0 and len(recorder.commits) == committed_words
     assert len(recorder.partials) == sum(isinstance(e, TextPartial) for e in events)
     assert all(delay >= 0 for delay in recorder.commits + recorder.partials)
+
+
+class EchoingDecoder(FakeDecoder):
+    """Hears the script, then echoes the prompt's last sentence, as Whisper base does."""
+
+    async def __call__(self, audio, prompt, *, final, deadline):
+        result = await super().__call__(audio, prompt, final=final, deadline=deadline)
+        if not prompt:
+            return result
+        echo_text = " " + prompt.split(". ")[-1]
+        seconds = len(audio) / SAMPLE_RATE
+        echo = tuple(Word(seconds - 0.3, seconds, f" {w}", 0.9) for w in echo_text.split())
+        segment = Segment(9, 0, seconds - 0.3, seconds, echo_text, (3,), 0.0, -0.2, 1.0, 0.01, echo)
+        return Transcription("en", seconds, result.segments + (segment,))
+
+
+async def test_a_sentence_echoed_from_the_prompt_is_dropped():
+    audio = np.concatenate([utterance_audio(1.5), utterance_audio(1.5)])
+    transcriber = LiveTranscriber(EchoingDecoder(), lambda e: None, prompt="Names: Fox. The lazy dog sleeps")
+    await feed(transcriber, audio)
+    assert "sleeps" not in transcriber.text
+    assert transcriber.text.count("the quick brown") == 2
