@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from stream_server.audio import SAMPLE_RATE
 from stream_server.audio.decode import decode_file
 from stream_server.decoder.results import Transcription
 from stream_server.decoder.whisper import SpeechModel, TranscribeOptions
@@ -50,7 +51,9 @@ class TranscriptionService:
                 beam_size=FINAL_BEAM if final else PARTIAL_BEAM,
                 vad_filter=False,
             )
-            return await self.scheduler.run(model.transcribe, audio, options, priority=LIVE, deadline=deadline)
+            return await self.scheduler.run(
+                model.transcribe, audio, options, priority=LIVE, deadline=deadline, audio_seconds=len(audio) / SAMPLE_RATE
+            )
 
         return decode
 
@@ -88,4 +91,6 @@ class TranscriptionService:
 
     async def transcribe_audio(self, audio: np.ndarray, options: TranscribeOptions) -> Transcription:
         model = self.model
-        return await self.scheduler.run(model.transcribe, audio, options, priority=BATCH)
+        return await self.scheduler.run(
+            model.transcribe, audio, options, priority=BATCH, audio_seconds=len(audio) / SAMPLE_RATE
+        )
