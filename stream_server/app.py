@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
+import aiohttp
 from aiohttp import web
 
 from stream_server.decoder.whisper import SpeechModel
@@ -17,6 +18,9 @@ from stream_server.library import FileLibrary
 from stream_server.metered import MeteredTranscriber
 from stream_server.models import resolve_model
 from stream_server.principals import KeyRing
+from stream_server.routing.backends import LocalBackend, RemoteBackend
+from stream_server.routing.providers import ProviderSpec
+from stream_server.routing.router import Router
 from stream_server.service import TranscriptionService
 from stream_server.settings import Settings
 from stream_server.engine.sessions import SessionHub
@@ -26,6 +30,7 @@ from stream_server.transports import (
     live_api,
     metrics_api,
     openai_api,
+    providers_api,
     static_page,
     stored_sessions,
     transcribe_v2,
@@ -37,7 +42,9 @@ from stream_server.transports.appkeys import (
     FILES,
     KEYS,
     LATENCY,
+    LOCAL_SERVICES,
     METER,
+    ROUTER,
     SERVICE,
     SESSIONS,
     SETTINGS,
@@ -49,19 +56,27 @@ from stream_server.transports.errors import error_middleware
 from stream_server.usage import UsageMeter
 
 
-def load_model(settings: Settings) -> SpeechModel:
-    source = resolve_model(settings.model, settings.model_cache_dir)
+def load_model(settings: Settings, spec: ProviderSpec | None = None) -> SpeechModel:
+    """The model of a local provider (by default the first one: `--model` without a config)."""
+    spec = spec or _default_local(settings)
+    source = resolve_model(str(spec.model), settings.model_cache_dir)
     return SpeechModel(
         source,
-        device=settings.device,
-        compute_type=settings.compute_type,
+        device=spec.device,
+        compute_type=spec.compute_type,
         cpu_threads=settings.threads_per_slot,
         num_workers=settings.decode_slots,
     )
 
 
-def create_app(settings: Settings, *, model: SpeechModel | None = None) -> web.Application:
-    """Build the app. With `model` given (tests), it is used instead of loading one."""
+def create_app(
+    settings: Settings, *, model: SpeechModel | None = None, models: Mapping[str, SpeechModel] | None = None
+) -> web.Application:
+    """Build the app. Models given (tests) are used instead of loading them: `model` for the
+    default backend, `models` by provider name."""
+    given = dict(models or {})
+    if model is not None:
+        given.setdefault(_default_local(settings).name, model)
     app = web.Application(
         middlewares=[error_middleware, auth_middleware],
         client_max_size=settings.max_upload_bytes + 1024 * 1024,
@@ -75,9 +90,11 @@ def create_app(settings: Settings, *, model: SpeechModel | None = None) -> web.A
     app.add_routes(stored_sessions.routes)
     app.add_routes(transcribe_v2.routes)
     app.add_routes(metrics_api.routes)
+    app.add_routes(providers_api.routes)
     websocket_api.setup(app)
     static_page.setup(app)
-    app.cleanup_ctx.append(partial(_service_context, model=model))
+    app.cleanup_ctx.append(partial(_service_context, models=given))
+    app.cleanup_ctx.append(_providers_context)
     app.cleanup_ctx.append(_storage_context)
     app.cleanup_ctx.append(_sessions_context)
     return app
@@ -93,23 +110,51 @@ def admission_options(settings: Settings) -> AdmissionOptions:
     )
 
 
-async def _service_context(app: web.Application, model: SpeechModel | None) -> AsyncIterator[None]:
-    """Own the executor and the model; /health says 503 until the model is in."""
+def _default_local(settings: Settings) -> ProviderSpec:
+    return next(s for s in settings.provider_specs if s.is_local)
+
+
+async def _service_context(app: web.Application, models: Mapping[str, SpeechModel]) -> AsyncIterator[None]:
+    """Own the executor and one service (model + decode scheduler) per local backend; the
+    default backend's is SERVICE, and /health says 503 until its model is in.
+
+    Live-stream admission counts the streams of every local backend against one measured cost:
+    the backends share the same cores, so their live decode seconds are summed."""
     settings = app[SETTINGS]
-    executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="decode")
-    service = TranscriptionService(executor, settings.decode_slots)
-    app[SERVICE] = service
-    app[ADMISSION] = Admission(admission_options(settings), lambda: service.scheduler.live_decode_seconds)
+    specs = [s for s in settings.provider_specs if s.is_local]
+    workers = max(2, os.cpu_count() or 1) * len(specs)
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+    services = {spec.name: TranscriptionService(executor, settings.decode_slots) for spec in specs}
+    app[LOCAL_SERVICES] = services
+    app[SERVICE] = services[specs[0].name]
+    app[ADMISSION] = Admission(
+        admission_options(settings), lambda: sum(s.scheduler.live_decode_seconds for s in services.values())
+    )
     app[LATENCY] = LatencyStats()
-    loading = None
-    if model is not None:
-        service.use(model)
-    else:
-        loading = asyncio.create_task(service.load(partial(load_model, settings)))
+    loading = []
+    for spec in specs:
+        if spec.name in models:
+            services[spec.name].use(models[spec.name])
+        else:
+            loading.append(asyncio.create_task(services[spec.name].load(partial(load_model, settings, spec))))
     yield
-    if loading is not None:
-        loading.cancel()
+    for task in loading:
+        task.cancel()
     executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _providers_context(app: web.Application) -> AsyncIterator[None]:
+    """The router over every backend, and the one HTTP client session remote backends share."""
+    session = aiohttp.ClientSession()
+    services = app[LOCAL_SERVICES]
+    app[ROUTER] = Router(
+        [
+            LocalBackend(spec, services[spec.name]) if spec.is_local else RemoteBackend(spec, session)
+            for spec in app[SETTINGS].provider_specs
+        ]
+    )
+    yield
+    await session.close()
 
 
 async def _storage_context(app: web.Application) -> AsyncIterator[None]:
@@ -118,7 +163,7 @@ async def _storage_context(app: web.Application) -> AsyncIterator[None]:
     app[STORAGE] = storage
     app[METER] = UsageMeter(storage)
     app[FILES] = FileLibrary(storage, app[SERVICE])
-    app[TRANSCRIBER] = MeteredTranscriber(app[SERVICE], app[METER])
+    app[TRANSCRIBER] = MeteredTranscriber(app[SERVICE], app[METER], app[ROUTER])
     yield
     await storage.close()
 

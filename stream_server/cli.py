@@ -13,6 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from stream_server.routing.providers import load_providers
 from stream_server.settings import MEGABYTE, Settings, default_data_dir
 
 ENV_PREFIX = "STREAM_SERVER_"
@@ -126,6 +127,13 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="seconds of audio a live WebSocket may have waiting for the decoder before it is closed "
         "with 1013 [STREAM_SERVER_STREAM_MAX_QUEUE_S]",
     )
+    serve.add_argument(
+        "--config",
+        type=Path,
+        default=default("CONFIG", None),
+        help="TOML file declaring the transcription backends ([[providers]] tables); without it "
+        "one local backend named 'local' serves --model [STREAM_SERVER_CONFIG]",
+    )
     serve.add_argument("--log-level", default=default("LOG_LEVEL", "info"), help="[STREAM_SERVER_LOG_LEVEL]")
     return parser
 
@@ -194,6 +202,7 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Sett
         completion_price_per_million=float(args.completion_price_per_million),
         currency=args.currency,
         stream_max_queue_s=float(args.stream_max_queue_s),
+        providers=load_providers(Path(args.config)) if args.config else (),
     )
 
 

@@ -79,3 +79,17 @@ class FieldTooLong(InvalidRequest):
     def __init__(self, message: str, *, param: str, limit: int):
         super().__init__(message, param=param)
         self.limit = limit
+
+
+class NoEligibleProvider(InvalidRequest):
+    """The request's routing constraints leave no backend; `param` names the one that emptied the list."""
+
+    default_code = "no_eligible_provider"
+
+
+class ProviderUnavailable(ServiceError):
+    """A backend failed in a way another backend may not (timeout, 5xx, 429, connection error).
+    The router tries the next eligible one; the client sees this only when every one failed."""
+
+    error_type = "server_error"
+    default_code = "provider_unavailable"

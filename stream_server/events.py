@@ -21,6 +21,8 @@ class SessionStarted(Event):
     session_id: str
     model: str
     language: str | None
+    provider: str = ""
+    """The backend the stream runs on, chosen at its start."""
 
 
 @dataclass(frozen=True)

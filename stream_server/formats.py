@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from stream_server.decoder.results import Segment, Transcription
@@ -24,7 +25,10 @@ def render(
     *,
     granularities: frozenset[str] = frozenset({"segment"}),
     include_logprobs: bool = False,
+    extra: Mapping[str, object] | None = None,
 ) -> Rendered:
+    """`extra` fields (id, provider, ...) lead the JSON formats' objects; text formats have none."""
+    head = dict(extra or {})
     if response_format == "text":
         return Rendered(result.text + "\n", "text/plain")
     if response_format == "srt":
@@ -32,8 +36,8 @@ def render(
     if response_format == "vtt":
         return Rendered(_subtitles(result.segments, ".", header="WEBVTT\n\n"), "text/vtt")
     if response_format == "verbose_json":
-        return Rendered(json.dumps(verbose_json(result, granularities)), "application/json")
-    body: dict = {"text": result.text, "usage": duration_usage(result.duration)}
+        return Rendered(json.dumps(head | verbose_json(result, granularities)), "application/json")
+    body: dict = head | {"text": result.text, "usage": duration_usage(result.duration)}
     if include_logprobs:
         body["logprobs"] = word_logprobs(result)
     return Rendered(json.dumps(body), "application/json")

@@ -22,3 +22,12 @@ LANGUAGE_NAMES: dict[str, str] = dict(pair.split(" ", 1) for pair in _NAMES.spli
 
 def language_name(code: str) -> str:
     return LANGUAGE_NAMES.get(code, code)
+
+
+def language_code(name: str) -> str:
+    """The code for a verbose_json language name ("english" -> "en"); a code is kept as it is."""
+    name = name.strip().lower()
+    return _CODES.get(name, name)
+
+
+_CODES = {name: code for code, name in LANGUAGE_NAMES.items()}

@@ -67,8 +67,11 @@ class TranscriptionService:
 
         async def decode(audio, prompt: str | None, *, final: bool, deadline: float) -> Transcription:
             nonlocal pinned
-            options = window_options(pinned, prompt, final=final, seconds=len(audio) / SAMPLE_RATE)
-            result = await self.scheduler.run(model.transcribe, audio, options, priority=LIVE, deadline=deadline)
+            seconds = len(audio) / SAMPLE_RATE
+            options = window_options(pinned, prompt, final=final, seconds=seconds)
+            result = await self.scheduler.run(
+                model.transcribe, audio, options, priority=LIVE, deadline=deadline, audio_seconds=seconds
+            )
             if pinned is None and final:
                 pinned = result.language
             return result
@@ -109,4 +112,6 @@ class TranscriptionService:
 
     async def transcribe_audio(self, audio: np.ndarray, options: TranscribeOptions) -> Transcription:
         model = self.model
-        return await self.scheduler.run(model.transcribe, audio, options, priority=BATCH)
+        return await self.scheduler.run(
+            model.transcribe, audio, options, priority=BATCH, audio_seconds=len(audio) / SAMPLE_RATE
+        )

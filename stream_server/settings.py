@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stream_server.routing.providers import ProviderSpec, default_provider
+
 DEFAULT_MODEL = "tiny.en"
 MEGABYTE = 1024 * 1024
 
@@ -65,6 +67,14 @@ class Settings:
     stream_max_queue_s: float = 30.0
     """Audio a live WebSocket may have waiting for the decoder; past a third of it the client is
     warned (`falling_behind`), past all of it the stream is closed with 1013."""
+
+    providers: tuple[ProviderSpec, ...] = ()
+    """Backends from `--config`; empty: one local backend named `local` from model/device/compute_type."""
+
+    @property
+    def provider_specs(self) -> tuple[ProviderSpec, ...]:
+        """The backends in config order; the first local one is the default (/health, SERVICE)."""
+        return self.providers or (default_provider(self.model, self.device, self.compute_type),)
 
     @property
     def model_cache_dir(self) -> Path:

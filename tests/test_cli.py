@@ -157,3 +157,20 @@ def test_capacity_flags_and_their_environment_twins():
 @pytest.mark.parametrize("flags", [["--decode-slots", "0"], ["--max-streams", "-1"], ["--target-utilisation", "1.5"]])
 def test_bad_capacity_flags_stop_the_server(flags, tmp_path):
     assert main(["serve", "--data-dir", str(tmp_path), *flags], env={}) == 2
+
+
+def test_config_declares_the_providers(tmp_path):
+    config = tmp_path / "providers.toml"
+    config.write_text('[[providers]]\nname = "cpu8"\nmodel = "tiny.en"\ncompute_type = "int8"\nregions = ["eu"]\n')
+    for s in (settings_for(["--config", str(config)]), settings_for([], {"STREAM_SERVER_CONFIG": str(config)})):
+        (spec,) = s.providers
+        assert (spec.name, spec.model, spec.compute_type, spec.regions) == ("cpu8", "tiny.en", "int8", ("eu",))
+        assert s.provider_specs == s.providers
+    assert settings_for([]).providers == () and [p.name for p in settings_for([]).provider_specs] == ["local"]
+
+
+def test_a_bad_config_stops_the_server(tmp_path, caplog):
+    config = tmp_path / "providers.toml"
+    config.write_text('[[providers]]\nname = "r"\nbase_url = "http://127.0.0.1:9/v1"\n')
+    assert main(["serve", "--data-dir", str(tmp_path), "--config", str(config)], env={}) == 2
+    assert "at least one provider must be local" in caplog.text

@@ -17,6 +17,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from stream_server.engine.telemetry import MovingAverage
+
 T = TypeVar("T")
 
 LIVE = 0
@@ -31,6 +33,7 @@ class _Job:
     fn: Callable[..., Any] = field(compare=False)
     args: tuple = field(compare=False)
     future: asyncio.Future = field(compare=False)
+    audio_seconds: float = field(default=0.0, compare=False)
 
 
 class DecodeScheduler:
@@ -45,6 +48,9 @@ class DecodeScheduler:
         self.decodes = 0
         self.live_decode_seconds = 0.0
         """The part of `decode_seconds` spent on LIVE work: what admission control measures."""
+        self.realtime_factor = MovingAverage()
+        """Recent decode seconds per second of audio decoded (calls that say how much audio they
+        decode), slot time only, not the wait: what routing's `speed` preference compares."""
 
     @property
     def queue_depth(self) -> int:
@@ -55,11 +61,19 @@ class DecodeScheduler:
         return self._busy
 
     async def run(
-        self, fn: Callable[..., T], *args: Any, priority: int = LIVE, deadline: float | None = None
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        priority: int = LIVE,
+        deadline: float | None = None,
+        audio_seconds: float = 0.0,
     ) -> T:
-        """Run `fn(*args)` on a worker thread when a slot is free and nothing is more urgent."""
+        """Run `fn(*args)` on a worker thread when a slot is free and nothing is more urgent.
+        `audio_seconds`, the audio the call decodes, feeds `realtime_factor`."""
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        job = _Job(priority, time.monotonic() if deadline is None else deadline, next(self._order), fn, args, future)
+        job = _Job(
+            priority, time.monotonic() if deadline is None else deadline, next(self._order), fn, args, future, audio_seconds
+        )
         heapq.heappush(self._queue, job)
         self._dispatch()
         return await future
@@ -80,6 +94,8 @@ class DecodeScheduler:
             if not job.future.done():
                 job.future.set_exception(exc)
         else:
+            if job.audio_seconds > 0:
+                self.realtime_factor.observe((time.monotonic() - started) / job.audio_seconds)
             if not job.future.done():
                 job.future.set_result(result)
         finally:

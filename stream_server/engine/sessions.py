@@ -31,6 +31,8 @@ class LiveSession:
     model: str
     language: str | None
     owner: str | None = None
+    provider: str = ""
+    """The backend the stream runs on, chosen at its start and kept to its end."""
     created_at: float = field(default_factory=time.time)
     events: list[Event] = field(default_factory=list)
     text: str = ""
@@ -82,11 +84,13 @@ class SessionHub:
         self._sessions: OrderedDict[str, LiveSession] = OrderedDict()
         self._keep_finished = keep_finished
 
-    def create(self, model: str, language: str | None, owner: str | None = None) -> LiveSession:
+    def create(self, model: str, language: str | None, owner: str | None = None, provider: str = "") -> LiveSession:
         self._forget_old()
-        session = LiveSession(id=f"sess_{uuid.uuid4().hex}", model=model, language=language, owner=owner)
+        session = LiveSession(
+            id=f"sess_{uuid.uuid4().hex}", model=model, language=language, owner=owner, provider=provider
+        )
         self._sessions[session.id] = session
-        session.publish(SessionStarted(session_id=session.id, model=model, language=language))
+        session.publish(SessionStarted(session_id=session.id, model=model, language=language, provider=provider))
         return session
 
     def get(self, session_id: str) -> LiveSession | None:

@@ -53,3 +53,16 @@ class LatencyStats:
     def committed(self, delays: Sequence[float]) -> None:
         for delay in delays:
             self.commit_latency.observe(max(0.0, delay))
+
+
+class MovingAverage:
+    """An exponentially weighted average; `value` is None until the first sample."""
+
+    def __init__(self, smoothing: float = 0.2):
+        self.smoothing = smoothing
+        self.value: float | None = None
+        self.samples = 0
+
+    def observe(self, sample: float) -> None:
+        self.value = sample if self.value is None else self.value + self.smoothing * (sample - self.value)
+        self.samples += 1

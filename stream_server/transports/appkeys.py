@@ -8,6 +8,8 @@ from stream_server.engine.telemetry import LatencyStats
 from stream_server.library import FileLibrary
 from stream_server.metered import MeteredTranscriber
 from stream_server.principals import KeyRing, Principal
+from stream_server.routing.backends import AnyBackend
+from stream_server.routing.router import Router
 from stream_server.service import TranscriptionService
 from stream_server.settings import Settings
 from stream_server.storage import Storage
@@ -15,6 +17,10 @@ from stream_server.usage import UsageMeter
 
 SETTINGS = web.AppKey("settings", Settings)
 SERVICE = web.AppKey("service", TranscriptionService)
+"""The default backend's service (the first local provider)."""
+LOCAL_SERVICES = web.AppKey("local_services", dict[str, TranscriptionService])
+"""Every local backend's service, by provider name."""
+ROUTER = web.AppKey("router", Router[AnyBackend])
 SESSIONS = web.AppKey("sessions", SessionHub)
 KEYS = web.AppKey("keys", KeyRing)
 STORAGE = web.AppKey("storage", Storage)

@@ -19,6 +19,7 @@ STATUS: dict[type[errors.ServiceError], int] = {
     errors.PayloadTooLarge: 413,
     errors.Overloaded: 429,
     errors.NotReady: 503,
+    errors.ProviderUnavailable: 502,
 }
 
 

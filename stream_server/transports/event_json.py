@@ -35,18 +35,29 @@ def _words(words: tuple[Word, ...]) -> list[dict]:
     return [{"word": w.text.strip(), "start": _t(w.start), "end": _t(w.end), "probability": round(float(w.probability), 4)} for w in words]
 
 
-def event_json(event: Event, count_tokens: Callable[[str], int], *, logprobs: bool = False) -> dict:
-    """The wire object; word log-probabilities on deltas only when asked (they are large)."""
+def event_json(
+    event: Event, count_tokens: Callable[[str], int], *, logprobs: bool = False, provider: str | None = None
+) -> dict:
+    """The wire object; word log-probabilities on deltas only when asked (they are large).
+    `provider`, the session's backend, is added to the done event."""
     body = _body(event, count_tokens)
     if not logprobs:
         body.pop("logprobs", None)
+    if provider and isinstance(event, StreamDone):
+        body["provider"] = provider
     body["seq"] = event.seq
     return body
 
 
 def _body(event: Event, count_tokens: Callable[[str], int]) -> dict:
     if isinstance(event, SessionStarted):
-        return {"type": "session.created", "session_id": event.session_id, "model": event.model, "language": event.language}
+        return {
+            "type": "session.created",
+            "session_id": event.session_id,
+            "model": event.model,
+            "language": event.language,
+            "provider": event.provider,
+        }
     if isinstance(event, SpeechStarted):
         return {"type": "speech.started", "time": _t(event.time)}
     if isinstance(event, SpeechStopped):

@@ -59,6 +59,17 @@ class Form:
         return cls(fields)
 
 
+def parse_bool(value: str | None, name: str) -> bool:
+    """A form or query flag; missing or empty is False."""
+    if value is None or value == "":
+        return False
+    if value.lower() in {"true", "1", "yes", "on"}:
+        return True
+    if value.lower() in {"false", "0", "no", "off"}:
+        return False
+    raise InvalidRequest(f"'{name}' must be true or false", param=name)
+
+
 def too_large(limit: int) -> PayloadTooLarge:
     size = f"{limit / (1024 * 1024):g} MB" if limit >= 1024 * 1024 else f"{limit} byte"
     return PayloadTooLarge(f"the upload is larger than the {size} limit", param="file")

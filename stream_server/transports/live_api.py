@@ -13,11 +13,12 @@ from stream_server.engine.sessions import LiveSession
 from stream_server.errors import Forbidden, InvalidRequest, NotFound, ServiceError
 from stream_server.events import SessionStarted, StreamFailed
 from stream_server.principals import ANONYMOUS_ID
-from stream_server.transports.appkeys import SERVICE, SESSIONS, STORAGE
+from stream_server.routing.router import RouteRequest
+from stream_server.transports.appkeys import SESSIONS, STORAGE
 from stream_server.transports.auth import principal_of
 from stream_server.transports.errors import service_error_body
 from stream_server.transports.event_json import OPENAI_TYPES, event_json
-from stream_server.transports.live_run import end_live_run, start_live_run
+from stream_server.transports.live_run import end_live_run, session_service, start_live_run
 from stream_server.transports.sse import EventStream
 from stream_server.transports.stored_sessions import session_object
 
@@ -35,15 +36,16 @@ async def respond_live(
     prompt: str | None,
     partials: bool,
     logprobs: bool = False,
+    route: RouteRequest = RouteRequest(),
 ) -> web.StreamResponse:
     """Transcribe `pcm` as it arrives and answer with SSE while it does."""
-    run = await start_live_run(request.app, principal_of(request), pcm, language=language, prompt=prompt)
+    run = await start_live_run(request.app, principal_of(request), pcm, language=language, prompt=prompt, route=route)
     session = run.session
-    count_tokens = request.app[SERVICE].model.count_tokens
+    count_tokens = run.service.model.count_tokens
     try:
         async with EventStream(request, {SESSION_HEADER: session.id}) as sse:
             async for event in session.follow():
-                body = event_json(event, count_tokens, logprobs=logprobs)
+                body = event_json(event, count_tokens, logprobs=logprobs, provider=session.provider)
                 if isinstance(event, SessionStarted) and not partials:
                     # Strict OpenAI clients know only deltas and done: an empty delta carries the id.
                     body = {"type": "transcript.text.delta", "delta": "", "session_id": session.id}
@@ -84,6 +86,7 @@ async def get_session(request: web.Request) -> web.Response:
         "object": "audio.session",
         "status": session.status,
         "model": session.model,
+        "provider": session.provider,
         "language": session.language,
         "created_at": int(session.created_at),
         "text": session.text,
@@ -108,9 +111,9 @@ async def follow_session(request: web.Request) -> web.StreamResponse:
         after = int(last)
     except ValueError:
         raise InvalidRequest("Last-Event-ID must be an event id (an integer)", param="Last-Event-ID") from None
-    count_tokens = request.app[SERVICE].model.count_tokens
+    count_tokens = session_service(request.app, session).model.count_tokens
     async with EventStream(request, {SESSION_HEADER: session.id}) as sse:
         async for event in session.follow(after):
-            await sse.send(event_json(event, count_tokens, logprobs=True), event.seq)
+            await sse.send(event_json(event, count_tokens, logprobs=True, provider=session.provider), event.seq)
         await sse.send("[DONE]")
     return sse.response

@@ -20,8 +20,21 @@ from stream_server.engine.stream import LiveTranscriber, StreamOptions
 from stream_server.errors import InsufficientBalance, ServiceError
 from stream_server.events import StreamFailed
 from stream_server.principals import ANONYMOUS_ID, Principal
+from stream_server.routing.backends import LocalBackend
+from stream_server.routing.router import RouteRequest
+from stream_server.service import TranscriptionService
 from stream_server.storage import SessionRecord
-from stream_server.transports.appkeys import ADMISSION, LATENCY, METER, SERVICE, SESSIONS, SETTINGS, STORAGE
+from stream_server.transports.appkeys import (
+    ADMISSION,
+    LATENCY,
+    LOCAL_SERVICES,
+    METER,
+    ROUTER,
+    SERVICE,
+    SESSIONS,
+    SETTINGS,
+    STORAGE,
+)
 from stream_server.vad.segmenter import VadOptions
 
 log = logging.getLogger(__name__)
@@ -34,6 +47,8 @@ class LiveRun:
     principal: Principal
     ticket: Ticket
     """Its place under admission control; given back by end_live_run."""
+    service: TranscriptionService
+    """The local backend's service the stream decodes on, chosen at its start."""
     feeding: asyncio.Task | None = None
 
 
@@ -49,11 +64,13 @@ async def start_live_run(
     *,
     language: str | None,
     prompt: str | None,
+    route: RouteRequest = RouteRequest(),
 ) -> LiveRun:
-    """Check the caller may stream, admit it (or raise StreamRefused: HTTP 429, WebSocket 1013),
-    open a session, and start feeding it in the background. Every run that this returns must
-    end in end_live_run, which gives its admission back."""
-    service = app[SERVICE]
+    """Choose a local backend, check the caller may stream, admit it (or raise StreamRefused:
+    HTTP 429, WebSocket 1013), open a session, and start feeding it in the background. Every run
+    that this returns must end in end_live_run, which gives its admission back."""
+    backend = live_backend(app, route)
+    service = backend.service
     model = service.model
     model.check_language(language)
     meter = app[METER]
@@ -61,15 +78,27 @@ async def start_live_run(
     allowance = await meter.remaining_seconds(principal)
     ticket = app[ADMISSION].admit(None if principal.key_id == ANONYMOUS_ID else principal.key_id)
     try:
-        session = app[SESSIONS].create(model.name, language, owner=principal.key_id)
+        session = app[SESSIONS].create(model.name, language, owner=principal.key_id, provider=backend.name)
         decode = service.window_decoder(model, language)
         transcriber = LiveTranscriber(decode, session.publish, stream_options(app), prompt, observer=app[LATENCY])
     except BaseException:
         ticket.release()
         raise
-    run = LiveRun(session, transcriber, principal, ticket)
+    run = LiveRun(session, transcriber, principal, ticket, service)
     run.feeding = asyncio.ensure_future(_feed(pcm, run, allowance))
     return run
+
+
+def live_backend(app: web.Application, route: RouteRequest) -> LocalBackend:
+    """The best eligible local backend whose model is in (the first one, raising NotReady, if
+    none is). Remote backends take no live streams: the router refuses a route left with only those."""
+    backends = [b for b in app[ROUTER].choose(route, live=True) if isinstance(b, LocalBackend)]
+    return next((b for b in backends if b.service.ready), backends[0])
+
+
+def session_service(app: web.Application, session: LiveSession) -> TranscriptionService:
+    """The service a session decodes on (its tokenizer counts its tokens)."""
+    return app[LOCAL_SERVICES].get(session.provider) or app[SERVICE]
 
 
 async def _feed(pcm: AsyncIterator[np.ndarray], run: LiveRun, allowance: float | None) -> None:
@@ -122,7 +151,7 @@ async def _keep(app: web.Application, run: LiveRun) -> None:
             kind="stream",
             audio_seconds=transcriber.received_seconds,
             prompt_tokens=transcriber.prompt_tokens,
-            completion_tokens=app[SERVICE].model.count_tokens(session.text),
+            completion_tokens=run.service.model.count_tokens(session.text),
         )
         await app[STORAGE].save_session(
             SessionRecord(

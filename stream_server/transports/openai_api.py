@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import time
+import uuid
 import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,6 +19,8 @@ from stream_server.decoder.whisper import MAX_TEMPERATURE, TranscribeOptions
 from stream_server.errors import InvalidRequest, NotFound
 from stream_server.formats import RESPONSE_FORMATS, render
 from stream_server.models import OPENAI_MODEL_ALIASES
+from stream_server.routing.backends import Routed
+from stream_server.routing.router import RouteRequest
 from stream_server.transports.appkeys import SERVICE, SETTINGS, TRANSCRIBER
 from stream_server.transports.audio_input import audio_from_form
 from stream_server.transports.auth import principal_of
@@ -25,6 +29,7 @@ from stream_server.transports.forms import (
     Form,
     body_chunks,
     open_multipart,
+    parse_bool,
     part_chunks,
     read_fields_until_file,
     read_form,
@@ -32,6 +37,7 @@ from stream_server.transports.forms import (
     too_large,
 )
 from stream_server.transports.live_api import respond_live
+from stream_server.transports.route_params import parse_route
 
 routes = web.RouteTableDef()
 
@@ -49,10 +55,14 @@ class TranscriptionRequest:
     stream: bool
     partials: bool
     """Live extension events (partials, utterances, speech start/stop) on the SSE stream."""
+    route: RouteRequest = RouteRequest()
 
 
 def served_model_names(request: web.Request) -> list[str]:
-    return [request.app[SETTINGS].model, *sorted(OPENAI_MODEL_ALIASES)]
+    """The default backend's model first, then every other provider's, then OpenAI's names.
+    `model` is only checked against these: the routing fields choose the backend."""
+    names = [s.model for s in request.app[SETTINGS].provider_specs if s.model]
+    return list(dict.fromkeys([*names, *sorted(OPENAI_MODEL_ALIASES)]))
 
 
 def parse_transcription_request(form: Form, served: list[str]) -> TranscriptionRequest:
@@ -103,17 +113,8 @@ def parse_transcription_request(form: Form, served: list[str]) -> TranscriptionR
         include_logprobs=bool(includes),
         stream=stream,
         partials=parse_bool(form.get("partials"), "partials"),
+        route=parse_route(form),
     )
-
-
-def parse_bool(value: str | None, name: str) -> bool:
-    if value is None or value == "":
-        return False
-    if value.lower() in {"true", "1", "yes", "on"}:
-        return True
-    if value.lower() in {"false", "0", "no", "off"}:
-        return False
-    raise InvalidRequest(f"'{name}' must be true or false", param=name)
 
 
 def _temperature(value: str | None) -> float:
@@ -237,22 +238,40 @@ async def _respond_live(request: web.Request, params: TranscriptionRequest, pcm)
         prompt=params.options.prompt,
         partials=params.partials,
         logprobs=params.include_logprobs,
+        route=params.route,
     )
 
 
 async def _respond_file(
     request: web.Request, params: TranscriptionRequest, data: bytes, filename: str | None
 ) -> web.Response:
-    result = await request.app[TRANSCRIBER].transcribe(
-        principal_of(request), data, filename, params.options, model=params.model
+    routed = await request.app[TRANSCRIBER].transcribe(
+        principal_of(request), data, filename, params.options, model=params.model, route=params.route
     )
     rendered = render(
-        result,
+        routed.result,
         params.response_format,
         granularities=params.granularities,
         include_logprobs=params.include_logprobs,
+        extra=transcription_header(routed),
     )
-    return web.Response(text=rendered.body, content_type=rendered.content_type)
+    response = web.Response(text=rendered.body, content_type=rendered.content_type)
+    response.headers[PROVIDER_HEADER] = routed.provider  # the text formats have no field for it
+    return response
+
+
+PROVIDER_HEADER = "X-Provider"
+
+
+def transcription_header(routed: Routed) -> dict:
+    """The fields a JSON transcription starts with: who made it, and an id to quote."""
+    return {
+        "id": f"trans_{uuid.uuid4().hex}",
+        "object": "audio.transcription",
+        "created": int(time.time()),
+        "provider": routed.provider,
+        "model": routed.model,
+    }
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

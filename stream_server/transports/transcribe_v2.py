@@ -131,9 +131,10 @@ async def transcribe_stored_file(request: web.Request) -> web.Response:
     params = parse_request(body, served_model_names(request))
     principal = principal_of(request)
     record, data = await request.app[FILES].content(principal, params.file_id)
-    result = await request.app[TRANSCRIBER].transcribe(
+    routed = await request.app[TRANSCRIBER].transcribe(
         principal, data, record.filename, TranscribeOptions(), model=params.model_id
     )
+    result = routed.result
     if prefers_text(request.headers.get("Accept", "")):
         return web.Response(text=result.text, content_type="text/plain")
     return web.json_response(response_body(result, request.app[SETTINGS]))

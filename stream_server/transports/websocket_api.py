@@ -21,14 +21,16 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from stream_server.audio.live import RawDecoder, RawFormat
 from stream_server.errors import FieldTooLong, InvalidRequest, Overloaded, ServiceError
 from stream_server.events import StreamDone, StreamFailed
-from stream_server.transports.appkeys import SERVICE, SESSIONS, SETTINGS
+from stream_server.routing.router import RouteRequest
+from stream_server.transports.appkeys import SESSIONS, SETTINGS
 from stream_server.transports.audio_inbox import AudioInbox
 from stream_server.transports.auth import STREAM_PATH, principal_of
 from stream_server.transports.errors import error_body, service_error_body
 from stream_server.transports.event_json import event_json
-from stream_server.transports.forms import FIELD_LIMIT, UploadStalled
-from stream_server.transports.live_run import LiveRun, end_live_run, start_live_run
+from stream_server.transports.forms import FIELD_LIMIT, Form, UploadStalled
+from stream_server.transports.live_run import LiveRun, end_live_run, live_backend, start_live_run
 from stream_server.transports.openai_api import parse_bool, served_model_names
+from stream_server.transports.route_params import parse_route
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -61,6 +63,7 @@ class StreamParams:
     audio: RawFormat
     partials: bool
     prompt: str | None
+    route: RouteRequest = RouteRequest()
 
 
 def parse_stream_params(request: web.Request) -> StreamParams:
@@ -72,7 +75,8 @@ def parse_stream_params(request: web.Request) -> StreamParams:
             f"model '{model}' is not served here; use one of {', '.join(served)}", param="model", code="model_not_found"
         )
     language = (query.get("language") or "").strip().lower() or None
-    request.app[SERVICE].model.check_language(language)
+    route = parse_route(Form.from_query(request))
+    live_backend(request.app, route).check_language(language)  # here too, so a plain GET hears of it
     encoding = query.get("encoding") or "pcm_s16le"
     if encoding not in ENCODINGS:
         raise InvalidRequest(
@@ -83,7 +87,7 @@ def parse_stream_params(request: web.Request) -> StreamParams:
     prompt = query.get("prompt") or None
     if prompt is not None and len(prompt) > FIELD_LIMIT:
         raise FieldTooLong("prompt is too long", param="prompt", limit=FIELD_LIMIT)
-    return StreamParams(model, language, audio, partials, prompt)
+    return StreamParams(model, language, audio, partials, prompt, route)
 
 
 def _int(query: Mapping[str, str], name: str, default: int) -> int:
@@ -138,7 +142,12 @@ async def stream_audio(request: web.Request) -> web.StreamResponse:
     inbox = AudioInbox(settings.stream_max_queue_s)
     try:
         run = await start_live_run(
-            request.app, principal_of(request), inbox.pcm(), language=params.language, prompt=params.prompt
+            request.app,
+            principal_of(request),
+            inbox.pcm(),
+            language=params.language,
+            prompt=params.prompt,
+            route=params.route,
         )
     except Overloaded as exc:  # a browser cannot read a refused handshake's status: say it in band
         await ws.prepare(request)
@@ -150,7 +159,7 @@ async def stream_audio(request: web.Request) -> web.StreamResponse:
         await ws.prepare(request)
         request.app[WEBSOCKETS].add(ws)
         socket = _Socket(ws)
-        sender = asyncio.ensure_future(_send_events(socket, run, params.partials, request.app[SERVICE].model.count_tokens))
+        sender = asyncio.ensure_future(_send_events(socket, run, params.partials, run.service.model.count_tokens))
         try:
             await _receive(socket, run, inbox, RawDecoder(params.audio), settings.idle_timeout_s)
             if run.session.outcome is not None:
@@ -167,7 +176,7 @@ async def stream_audio(request: web.Request) -> web.StreamResponse:
 async def _send_events(socket: _Socket, run: LiveRun, partials: bool, count_tokens: Callable[[str], int]) -> None:
     """Forward the session's events; after the terminal one, close with the matching code."""
     async for event in run.session.follow():
-        body = event_json(event, count_tokens)
+        body = event_json(event, count_tokens, provider=run.session.provider)
         if partials or body["type"] not in PARTIAL_TYPES:
             await socket.send(body)
         if isinstance(event, StreamDone):

@@ -1,5 +1,6 @@
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from stream_server.engine.scheduler import BATCH, LIVE, DecodeScheduler
@@ -51,3 +52,18 @@ async def test_a_cancelled_waiter_is_skipped_and_errors_reach_the_caller():
         assert "model failed" in str(exc)
     assert ran == []
     assert scheduler.busy == 0
+
+
+async def test_the_real_time_factor_counts_slot_time_per_audio_second_not_the_wait():
+    scheduler = DecodeScheduler(ThreadPoolExecutor(2), slots=1)
+    assert scheduler.realtime_factor.value is None  # until measured
+
+    def job(seconds: float) -> None:
+        time.sleep(seconds)
+
+    first = asyncio.ensure_future(scheduler.run(job, 0.1, priority=BATCH, audio_seconds=1.0))
+    second = asyncio.ensure_future(scheduler.run(job, 0.1, priority=BATCH, audio_seconds=1.0))  # waits ~0.1 s
+    unmeasured = asyncio.ensure_future(scheduler.run(job, 0.0))  # says no audio: not a sample
+    await asyncio.gather(first, second, unmeasured)
+    assert scheduler.realtime_factor.samples == 2
+    assert 0.09 <= scheduler.realtime_factor.value < 0.15  # the second's 0.1 s in the queue is not counted

@@ -1,0 +1,1 @@
+"""Provider routing: several transcription backends, one chosen per request (issue 8)."""
