@@ -7,7 +7,7 @@ before it are known (the openai SDK and curl -F send fields first).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
@@ -85,17 +85,17 @@ class IncompleteUpload(InvalidRequest):
     default_code = "incomplete_upload"
 
 
-async def open_multipart(request: web.Request, max_file_bytes: int | None) -> MultipartReader:
+def check_declared_length(request: web.Request, max_file_bytes: int) -> None:
+    """Refuse at once an upload whose Content-Length already says it is too large."""
+    if request.content_length is not None and request.content_length > max_file_bytes + FORM_OVERHEAD:
+        raise too_large(max_file_bytes)
+
+
+async def open_multipart(request: web.Request) -> MultipartReader:
     if request.content_type != "multipart/form-data":
         raise InvalidRequest(
             f"expected multipart/form-data, got '{request.content_type}'", code="invalid_content_type"
         )
-    if (
-        max_file_bytes is not None
-        and request.content_length is not None
-        and request.content_length > max_file_bytes + FORM_OVERHEAD
-    ):
-        raise too_large(max_file_bytes)
     return await request.multipart()
 
 
@@ -118,7 +118,7 @@ async def read_rest(reader: MultipartReader, form: Form, file_part: BodyPartRead
     """Buffer the file part (bounded) and read any fields after it."""
     with _upload_errors():
         if file_part is not None:
-            form.file = await _read_bounded(file_part, max_file_bytes, too_large(max_file_bytes))
+            form.file = await read_bounded(_chunks_of(_part_reader(file_part)), max_file_bytes, too_large(max_file_bytes))
         async for part in reader:
             if isinstance(part, BodyPartReader) and part.name and part.name != "file":
                 await _read_field(part, form)
@@ -142,7 +142,8 @@ async def read_form(request: web.Request, max_file_bytes: int) -> Form:
     """A multipart form, or an url-encoded one (text fields only, e.g. `file_id` in place of a file)."""
     if request.content_type == "application/x-www-form-urlencoded":
         return await _read_urlencoded(request)
-    reader = await open_multipart(request, max_file_bytes)
+    reader = await open_multipart(request)
+    check_declared_length(request, max_file_bytes)
     form, file_part = await read_fields_until_file(reader)
     return await read_rest(reader, form, file_part, max_file_bytes)
 
@@ -172,25 +173,33 @@ async def _within(read, timeout: float) -> bytes:
 
 async def _read_field(part: BodyPartReader, form: Form) -> None:
     error = InvalidRequest(f"field '{part.name}' is too long", param=part.name)
-    value = await _read_bounded(part, FIELD_LIMIT, error)
+    value = await read_bounded(_chunks_of(_part_reader(part)), FIELD_LIMIT, error)
     form.fields.setdefault(part.name, []).append(value.decode("utf-8", "replace"))
 
 
-async def _read_bounded(part: BodyPartReader, limit: int, error: Exception) -> bytes:
+async def read_bounded(chunks: AsyncIterator[bytes], limit: int, error: Exception) -> bytes:
+    """Collect `chunks`, raising `error` as soon as they pass `limit` bytes."""
     data = bytearray()
-    while chunk := await part.read_chunk(CHUNK):
+    async for chunk in chunks:
         data += chunk
         if len(data) > limit:
             raise error
     return bytes(data)
 
 
+async def _chunks_of(read: Callable[[], Awaitable[bytes]]) -> AsyncIterator[bytes]:
+    """Chunks from `read` (a part's or a body's) until it returns b""."""
+    while chunk := await read():
+        yield chunk
+
+
+def _part_reader(part: BodyPartReader) -> Callable[[], Awaitable[bytes]]:
+    return lambda: part.read_chunk(CHUNK)
+
+
 async def _read_urlencoded(request: web.Request) -> Form:
-    data = bytearray()
-    while chunk := await request.content.read(CHUNK):
-        data += chunk
-        if len(data) > FORM_OVERHEAD:
-            raise InvalidRequest("the form is too large", code="invalid_form")
+    error = InvalidRequest("the form is too large", code="invalid_form")
+    data = await read_bounded(_chunks_of(request.content.readany), FORM_OVERHEAD, error)
     form = Form()
     for name, value in parse_qsl(data.decode("utf-8", "replace"), keep_blank_values=True):
         form.fields.setdefault(name, []).append(value)

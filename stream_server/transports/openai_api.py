@@ -28,11 +28,13 @@ from stream_server.audio.live import RawFormat, container_pcm, raw_pcm
 from stream_server.transports.forms import (
     Form,
     body_chunks,
+    check_declared_length,
     open_multipart,
     parse_bool,
     part_chunks,
     read_fields_until_file,
     read_form,
+    read_bounded,
     read_rest,
     too_large,
 )
@@ -170,15 +172,14 @@ async def create_transcription(request: web.Request) -> web.StreamResponse:
 
 async def _transcribe_multipart(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    reader = await open_multipart(request, None)
+    reader = await open_multipart(request)
     form, file_part = await read_fields_until_file(reader)
     if file_part is not None and parse_bool(form.get("stream"), "stream"):
         params = parse_transcription_request(form, served_model_names(request))
         chunks = part_chunks(file_part, settings.idle_timeout_s)
         pcm = container_pcm(chunks, form.filename, settings.max_upload_bytes)
         return await _respond_live(request, params, pcm)
-    if request.content_length is not None and request.content_length > settings.max_upload_bytes + 65536:
-        raise too_large(settings.max_upload_bytes)
+    check_declared_length(request, settings.max_upload_bytes)  # a live upload has no length limit
     form = await read_rest(reader, form, file_part, settings.max_upload_bytes)
     return await _transcribe_form(request, form)
 
@@ -214,14 +215,10 @@ async def _transcribe_raw_body(request: web.Request) -> web.StreamResponse:
     raw = raw_format(request.headers.get("Content-Type", ""))
     chunks = body_chunks(request, settings.idle_timeout_s)
     if not params.stream:
-        data = bytearray()
-        async for chunk in chunks:
-            data += chunk
-            if len(data) > settings.max_upload_bytes:
-                raise too_large(settings.max_upload_bytes)
+        data = await read_bounded(chunks, settings.max_upload_bytes, too_large(settings.max_upload_bytes))
         if raw is None:
-            return await _respond_file(request, params, bytes(data), None)
-        pcm = [p async for p in raw_pcm(_once(bytes(data)), raw)]
+            return await _respond_file(request, params, data, None)
+        pcm = [p async for p in raw_pcm(_once(data), raw)]
         audio = np.concatenate(pcm) if pcm else np.zeros(0, np.float32)
         return await _respond_file(request, params, wav_bytes(audio), None)
     pcm = raw_pcm(chunks, raw) if raw else container_pcm(chunks, None, settings.max_upload_bytes)
