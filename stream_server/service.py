@@ -99,13 +99,6 @@ class TranscriptionService:
             raise NotReady(f"not ready: {reason}")
         return self._model
 
-    async def transcribe_file(
-        self, data: bytes, filename: str | None, options: TranscribeOptions
-    ) -> Transcription:
-        self.model.check_language(options.language)
-        audio = await self.decode(data, filename)
-        return await self.transcribe_audio(audio, options)
-
     async def decode(self, data: bytes, filename: str | None) -> np.ndarray:
         """16 kHz mono float32; raises AudioDecodeError for anything that is not audio."""
         return await self.run(decode_file, data, filename)
