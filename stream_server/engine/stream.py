@@ -57,6 +57,10 @@ class StreamOptions:
     """A decoded segment above that no-speech probability and below that average log-probability
     is dropped: on the VAD-cut windows of the dev feed every invented segment ("you.",
     "Thanks.", a repeated sentence) fell there and no real one did."""
+    max_compression_ratio: float = 2.4
+    """A segment whose text compresses better than this is a repetition loop (". . . . .",
+    one phrase over and over), Whisper's own threshold for a failed decode: partials have no
+    hotter retry, so it is dropped."""
     vad: VadOptions = field(default_factory=VadOptions)
 
 
@@ -241,14 +245,19 @@ class LiveTranscriber:
                 if text in seen and len(text.split()) >= MIN_COPIED_WORDS:
                     continue  # a copy of a sentence from the prompt or earlier in the window
                 seen.add(text)
-                words += [Word(w.start + offset, w.end + offset, w.text, w.probability) for w in sentence]
+                words += [
+                    Word(w.start + offset, w.end + offset, w.text, w.probability)
+                    for w in sentence
+                    if normalise(w.text)  # punctuation alone is not a word
+                ]
         return words
 
     def _is_speech(self, segment: Segment) -> bool:
-        return not (
+        invented = (
             segment.no_speech_prob > self.options.hallucination_no_speech_prob
             and segment.avg_logprob < self.options.hallucination_avg_logprob
         )
+        return not invented and segment.compression_ratio <= self.options.max_compression_ratio
 
     async def _partial(self, utterance: _Utterance) -> None:
         words = await self._run_decode(utterance, final=False)

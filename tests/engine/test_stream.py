@@ -1,6 +1,7 @@
 """The live transcriber's policy with a scripted fake decoder (the real model is tested end to end)."""
 
 import asyncio
+from dataclasses import replace
 
 import numpy as np
 
@@ -139,3 +140,23 @@ async def test_a_sentence_echoed_from_the_prompt_is_dropped():
     await feed(transcriber, audio)
     assert "sleeps" not in transcriber.text
     assert transcriber.text.count("the quick brown") == 2
+
+
+class NoisyDecoder(FakeDecoder):
+    """Hears the script, plus what Whisper makes of noise: a lone "." word and a ". . . ." loop."""
+
+    async def __call__(self, audio, prompt, *, final, deadline):
+        result = await super().__call__(audio, prompt, final=final, deadline=deadline)
+        seconds = len(audio) / SAMPLE_RATE
+        lone = result.segments[0].words + (Word(seconds - 0.1, seconds, " .", 0.9),)
+        speech = replace(result.segments[0], words=lone)
+        dots = tuple(Word(seconds - 0.2 + i * 0.01, seconds - 0.19 + i * 0.01, " .", 0.99) for i in range(20))
+        loop = Segment(1, 0, seconds - 0.2, seconds, " ." * 20, (4,) * 20, 0.0, -0.1, 9.0, 0.01, dots)
+        return Transcription("en", seconds, (speech, loop))
+
+
+async def test_punctuation_and_repetition_loops_are_never_committed():
+    transcriber = LiveTranscriber(NoisyDecoder(), lambda e: None, StreamOptions(step_s=0.3))
+    await feed(transcriber, utterance_audio(2.0))
+    assert transcriber.text.split() == SCRIPT[: len(transcriber.text.split())]
+    assert "." not in transcriber.text
