@@ -72,20 +72,31 @@ def main() -> None:
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--step", type=float, default=StreamOptions.step_s)
     parser.add_argument("--min-first", type=float, default=StreamOptions.min_first_decode_s)
+    parser.add_argument("--commit-margin", type=float, default=StreamOptions.commit_margin_s)
+    parser.add_argument("--min-commit-probability", type=float, default=StreamOptions.min_commit_probability)
+    parser.add_argument("--uncertain-margin", type=float, default=StreamOptions.uncertain_margin_s)
     parser.add_argument("--partial-cost", type=float, default=0.30, help="virtual seconds per partial decode")
-    parser.add_argument("--final-cost", type=float, default=0.45, help="virtual seconds per final decode")
+    parser.add_argument("--final-cost", type=float, default=0.30, help="virtual seconds per final decode (0.45 for beam 5)")
     parser.add_argument("--partial-beam", type=int, default=1)
-    parser.add_argument("--final-beam", type=int, default=5)
+    parser.add_argument("--final-beam", type=int, default=1)
     args = parser.parse_args()
     model = load_model(Settings(data_dir=Path("/tmp/stream-server-sim"), model=args.model))
     audio = decode_file(args.audio.read_bytes())
-    options = replace(StreamOptions(), step_s=args.step, min_first_decode_s=args.min_first)
+    options = replace(
+        StreamOptions(),
+        step_s=args.step,
+        min_first_decode_s=args.min_first,
+        commit_margin_s=args.commit_margin,
+        min_commit_probability=args.min_commit_probability,
+        uncertain_margin_s=args.uncertain_margin,
+    )
     text, commits, finals = asyncio.run(
         simulate(model, audio, options, (args.partial_cost, args.final_cost), (args.partial_beam, args.final_beam))
     )
     reference = args.audio.with_suffix(".txt").read_text()
     print(
-        f"step {args.step} beams {args.partial_beam}/{args.final_beam}: WER {wer(reference, text):.1%}  "
+        f"{args.audio.name} step {args.step} margins {args.commit_margin}/{args.uncertain_margin} "
+        f"p>={args.min_commit_probability} beams {args.partial_beam}/{args.final_beam}: WER {wer(reference, text):.1%}  "
         f"commit p50 {percentile(commits, 50):.2f} p95 {percentile(commits, 95):.2f}  "
         f"final p50 {percentile(finals, 50):.2f} p95 {percentile(finals, 95):.2f}"
     )

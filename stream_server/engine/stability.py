@@ -1,18 +1,18 @@
 """LocalAgreement-2: a word is committed once two consecutive hypotheses agree on it.
 
 Hypotheses are decodes of a growing window; each re-reads audio whose words were already
-committed, so those are dropped first (by time, then by matching the committed tail).
+committed, so those are dropped first (by time: a word centred before the last committed
+word's end is old; then by matching the committed tail).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from stream_server.decoder.results import Word
 
-TIME_TOLERANCE = 0.2
-"""Seconds a re-decoded word may start before the last committed word's end and still be new."""
 MAX_OVERLAP_WORDS = 5
 """Longest run of committed words searched for at the head of a new hypothesis."""
 
@@ -35,12 +35,13 @@ class LocalAgreement:
     def committed_end(self) -> float:
         return self.committed[-1].end if self.committed else 0.0
 
-    def update(self, hypothesis: list[Word]) -> list[Word]:
-        """Take a new hypothesis; return the words it newly commits."""
+    def update(self, hypothesis: list[Word], settled: Callable[[Word], bool] | None = None) -> list[Word]:
+        """Take a new hypothesis; return the words it newly commits: those it agrees on with
+        the previous one, up to the first that is not yet settled."""
         new = self.unseen(hypothesis)
         agreed: list[Word] = []
         for previous, current in zip(self.tail, new):
-            if normalise(previous.text) != normalise(current.text):
+            if normalise(previous.text) != normalise(current.text) or (settled and not settled(current)):
                 break
             agreed.append(current)
         self.committed += agreed
@@ -65,7 +66,7 @@ class LocalAgreement:
         """Drop the words of `hypothesis` that repeat committed ones."""
         if not self.committed:
             return list(hypothesis)
-        fresh = [w for w in hypothesis if w.start >= self.committed_end - TIME_TOLERANCE]
+        fresh = [w for w in hypothesis if (w.start + w.end) / 2 >= self.committed_end]
         committed_tail = [normalise(w.text) for w in self.committed[-MAX_OVERLAP_WORDS:]]
         head = [normalise(w.text) for w in fresh[:MAX_OVERLAP_WORDS]]
         for n in range(min(len(committed_tail), len(head)), 0, -1):

@@ -50,6 +50,12 @@ class StreamOptions:
     """Past this the window is trimmed at a committed word, so cost stays bounded."""
     keep_after_trim_s: float = 5.0
     """Uncommitted audio kept when a long window must be cut without agreement."""
+    commit_margin_s: float = 0.5
+    """A word is committed only once this much audio follows it in the window."""
+    min_commit_probability: float = 0.6
+    uncertain_margin_s: float = 3.0
+    """A word the decoder gives less than `min_commit_probability` needs this much audio after
+    it before it is committed: more context often corrects it ("asked not" -> "ask not what")."""
     prompt_chars: int = 200
     """Committed text (before the window) given to the decoder as context."""
     hallucination_no_speech_prob: float = 0.4
@@ -261,9 +267,17 @@ class LiveTranscriber:
 
     async def _partial(self, utterance: _Utterance) -> None:
         words = await self._run_decode(utterance, final=False)
-        self._commit(utterance.agreement.update(words))
+        window_end = utterance.audio_end
+        self._commit(utterance.agreement.update(words, lambda word: self._settled(word, window_end)))
         self._bound_window(utterance)
         self._publish_tail(utterance.agreement.tail)
+
+    def _settled(self, word: Word, window_end: float) -> bool:
+        """Whisper is least reliable about a window's last words, and about words it gives a low
+        probability: those wait until enough audio follows them, or for the utterance's final."""
+        options = self.options
+        sure = word.probability >= options.min_commit_probability
+        return word.end <= window_end - (options.commit_margin_s if sure else options.uncertain_margin_s)
 
     def _publish_tail(self, tail: list[Word]) -> None:
         if tail:

@@ -53,3 +53,19 @@ def test_force_commit_bounds_the_tail():
     policy.update(words("a b c d"))
     forced = policy.commit_tail_before(1.0)
     assert [w.text for w in forced] == [" a", " b"]
+
+
+def test_a_re_decoded_word_centred_in_committed_audio_is_not_new():
+    policy = LocalAgreement()
+    policy.update(words("and so my"))
+    policy.update(words("and so my"))  # commits "and so my", ending at 1.5 s
+    rewritten = [Word(1.0, 1.3, " am", 0.4), Word(1.3, 1.6, " I", 0.9), Word(1.6, 2.0, " fellow", 0.9)]
+    assert [w.text for w in policy.commit_all(rewritten)] == [" fellow"]
+
+
+def test_an_agreed_word_waits_until_it_is_settled():
+    policy = LocalAgreement()
+    policy.update(words("a b c d"))
+    committed = policy.update(words("a b c d"), settled=lambda w: w.end <= 1.0)
+    assert [w.text for w in committed] == [" a", " b"]
+    assert [w.text for w in policy.tail] == [" c", " d"]

@@ -160,3 +160,28 @@ async def test_punctuation_and_repetition_loops_are_never_committed():
     await feed(transcriber, utterance_audio(2.0))
     assert transcriber.text.split() == SCRIPT[: len(transcriber.text.split())]
     assert "." not in transcriber.text
+
+
+class UnsureDecoder(FakeDecoder):
+    """Right, but unsure of "brown" (the third word) in every decode."""
+
+    async def __call__(self, audio, prompt, *, final, deadline):
+        result = await super().__call__(audio, prompt, final=final, deadline=deadline)
+        unsure = tuple(replace(w, probability=0.3) if w.text == " brown" else w for w in result.segments[0].words)
+        return Transcription("en", result.duration, (replace(result.segments[0], words=unsure),))
+
+
+async def test_an_unsure_word_is_committed_only_with_more_audio_after_it():
+    options = StreamOptions(step_s=0.3, commit_margin_s=0.25, min_commit_probability=0.6, uncertain_margin_s=1.0)
+    decoder = UnsureDecoder()
+    committed_by = {}  # word -> (window seconds, final) of the decode that committed it
+
+    def publish(event):
+        if isinstance(event, TextCommitted):
+            committed_by.update({w.text.strip(): decoder.calls[-1][::2] for w in event.words})
+
+    await feed(LiveTranscriber(decoder, publish, options), utterance_audio(3.0))
+    assert committed_by["quick"] == (committed_by["quick"][0], False), "a sure word commits from a partial"
+    seconds, final = committed_by["brown"]
+    assert final or seconds >= 3 * WORD_S + options.uncertain_margin_s
+    assert committed_by["quick"][0] < seconds
