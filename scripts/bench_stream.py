@@ -185,6 +185,7 @@ async def main() -> None:
     parser.add_argument("--url", help="an already running server (CPU is then not measured)")
     parser.add_argument("--speed", type=float, default=1.0, help="pace, x real time")
     parser.add_argument("--server-arg", action="append", default=[], help="extra flag for stream-server serve")
+    parser.add_argument("--transcript", type=Path, help="write the streamed transcript here")
     args = parser.parse_args()
 
     audio = decode_file(args.audio.read_bytes())
@@ -202,6 +203,8 @@ async def main() -> None:
         server.stop()
     if result.error:
         print("stream failed:", result.error)
+    if args.transcript:
+        args.transcript.write_text(result.text + "\n")
     offline = offline_text(args.audio, args.model, data_dir)
     duration = len(audio) / SAMPLE_RATE
     print(f"model {args.model}, {args.audio.name} ({duration:.1f} s) at {args.speed:g}x real time, {os.cpu_count()} cores")
