@@ -67,8 +67,10 @@ def served_model_names(request: web.Request) -> list[str]:
     return list(dict.fromkeys([*names, *sorted(OPENAI_MODEL_ALIASES)]))
 
 
-def parse_transcription_request(form: Form, served: list[str]) -> TranscriptionRequest:
-    model = form.get("model")
+def parse_transcription_request(form: Form, served: list[str], default_model: str | None = None) -> TranscriptionRequest:
+    """`default_model` stands in for a missing `model` (raw bodies: OpenAI's multipart
+    requires it, but `curl -T -` with the fields in the query should not have to)."""
+    model = form.get("model") or default_model
     if not model:
         raise InvalidRequest("'model' is required", param="model", code="missing_field")
     if model not in served:
@@ -210,8 +212,8 @@ def _check_audio_body(content_type: str) -> None:
 async def _transcribe_raw_body(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     _check_audio_body(request.content_type)
-    form = Form.from_query(request)
-    params = parse_transcription_request(form, served_model_names(request))
+    served = served_model_names(request)
+    params = parse_transcription_request(Form.from_query(request), served, default_model=served[0])
     raw = raw_format(request.headers.get("Content-Type", ""))
     chunks = body_chunks(request, settings.idle_timeout_s)
     if not params.stream:

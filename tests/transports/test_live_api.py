@@ -43,6 +43,15 @@ def test_sdk_iterates_the_stream_in_strict_mode(live_server):
     assert events[-1].usage.output_tokens > 10
 
 
+async def test_a_raw_upload_without_model_uses_the_served_one(client):
+    """The command a user types: `... | curl -N -T - -H 'Content-Type: audio/pcm;...' '...?stream=true'`."""
+    upload = PacedUpload(s16le(pcm16k("en_jfk_16k.wav")), bytes_per_second=2 * SAMPLE_RATE, speed=10.0)
+    response = await client.put(f"{URL}?stream=true", data=upload, headers={"Content-Type": RAW_S16LE})
+    assert response.status == 200
+    done = of_type(await read_sse(response), "transcript.text.done")[0]
+    assert JFK_WORDS in normalise(done["text"])
+
+
 async def test_raw_chunked_upload_streams_text_while_uploading(client):
     pause = np.zeros(int(1.5 * SAMPLE_RATE), np.float32)
     audio = np.concatenate([pcm16k("en_jfk_16k.wav"), pause, pcm16k("en_ls_1995-1837-0001.wav")])
