@@ -3,6 +3,7 @@
     python scripts/bench_load.py --streams 4 --audio ../shared/audio/en_dev_feed_16k.wav
     python scripts/bench_load.py --sweep --audio ../shared/audio/en_dev_feed_16k.wav
     python scripts/bench_load.py --streams 2 --duration 30          # a smoke run
+    python scripts/bench_load.py --sweep --rotate --packing both    # packing off, then on
 
 For each N, starts a fresh `stream-server serve` in a child process (bench_stream.Server) and
 replays the file over the live SSE transport from N clients at real-time pace, started
@@ -17,6 +18,13 @@ seconds per audio second, from the /metrics counters).
 under `--max-p95` seconds and whose lag does not grow. Sweeps run the server with
 `--no-capacity-estimate` so that admission control does not cut the sweep short; the estimate
 it would have enforced is printed beside each N to compare.
+
+`--packing on|off|both` runs the server with `--pack-windows` or `--no-pack-windows` (both: the
+whole run with packing off, then on); the table then gives, from /metrics, how many windows the
+packed calls held. With `--rotate` stream i replays the feed rotated to start at its clip i
+(scripts/feed.py): every stream hears the whole feed, so its WER compares with one stream's, but
+concurrent streams say different things (packed windows hold different speech); "WER pooled" is
+all streams' errors over all their reference words.
 
 With `--duration S` only the first S seconds are replayed, and the reference is faster-whisper's
 offline transcript of that excerpt (the reference text covers the whole file).
@@ -41,6 +49,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_stream import REPO, Server, StreamResult, offline_text, percentile, replay, wer  # noqa: E402
+from feed import Feed, rotations  # noqa: E402
 
 from stream_server.audio import SAMPLE_RATE  # noqa: E402  (bench_stream put the repo on the path)
 from stream_server.audio.decode import decode_file  # noqa: E402
@@ -53,6 +62,7 @@ over its first quarter by more than this."""
 @dataclass(frozen=True)
 class LoadReport:
     streams: int
+    packing: str
     refused: int
     failed: int
     partial_p50: float
@@ -61,6 +71,7 @@ class LoadReport:
     commit_p95: float
     worst_lag_at_end: float
     lag_grows: bool
+    wer_pooled: float
     wer_median: float
     wer_worst: float
     cpu_cores: float
@@ -69,23 +80,27 @@ class LoadReport:
     capacity_estimate: float
     realtime_factor: float
     """Live decode seconds per live audio second over the whole run (the server's counters)."""
+    windows_per_packed_call: float
+    packed_share: float
+    """Share of the live windows decoded in packed calls."""
 
     def passes(self, max_p95: float) -> bool:
         return not self.refused and not self.failed and self.commit_p95 < max_p95 and not self.lag_grows
 
     def row(self) -> str:
         return (
-            f"| {self.streams} | {self.partial_p50:.2f} / {self.partial_p95:.2f} | {self.commit_p50:.2f} / {self.commit_p95:.2f} "
-            f"| {self.worst_lag_at_end:.2f}{' (grows)' if self.lag_grows else ''} | {self.wer_median:.1%} / {self.wer_worst:.1%} "
+            f"| {self.streams} | {self.packing} | {self.partial_p50:.2f} / {self.partial_p95:.2f} | {self.commit_p50:.2f} / {self.commit_p95:.2f} "
+            f"| {self.worst_lag_at_end:.2f}{' (grows)' if self.lag_grows else ''} | {self.wer_pooled:.2%} | {self.wer_median:.1%} / {self.wer_worst:.1%} "
             f"| {self.refused} | {self.failed} | {self.cpu_cores:.2f} | {self.rss_peak_mb:.0f} "
-            f"| {self.capacity_estimate:g} | {self.realtime_factor:.3f} |"
+            f"| {self.capacity_estimate:g} | {self.realtime_factor:.3f} | {self.packed_share:.0%} | {self.windows_per_packed_call:.1f} |"
         )
 
 
 HEADER = (
-    "| streams | partial p50 / p95 (s) | commit p50 / p95 (s) | worst lag at end (s) | WER median / worst "
-    "| refused | failed | server CPU (cores) | peak RSS (MB) | capacity estimate | RTF |\n"
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    "| streams | packing | partial p50 / p95 (s) | commit p50 / p95 (s) | worst lag at end (s) | WER pooled | WER median / worst "
+    "| refused | failed | server CPU (cores) | peak RSS (MB) | capacity estimate | RTF | windows in packed calls "
+    "| windows per packed call |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 )
 
 
@@ -117,14 +132,15 @@ async def scrape(url: str) -> dict[str, float]:
     return samples
 
 
-async def run_load(n: int, audio: np.ndarray, reference: str, args: argparse.Namespace, server_args: list[str]) -> LoadReport:
+async def run_load(feeds: list[Feed], packing: str, args: argparse.Namespace, server_args: list[str]) -> LoadReport:
+    n = len(feeds)
     data_dir = Path(tempfile.mkdtemp(prefix="bench-load-"))
-    server = Server(args.model, data_dir, server_args)
+    server = Server(args.model, data_dir, [*server_args, "--pack-windows" if packing == "on" else "--no-pack-windows"])
     try:
         await server.ready()
         cpu_before, started = server.cpu_seconds(), time.monotonic()
         results = await asyncio.gather(
-            *(replay(server.url, audio, speed=1.0, start_delay=i * args.stagger) for i in range(n))
+            *(replay(server.url, feed.audio, speed=1.0, start_delay=i * args.stagger) for i, feed in enumerate(feeds))
         )
         cpu = (server.cpu_seconds() - cpu_before) / (time.monotonic() - started)
         rss = peak_rss_mb(server.process.pid)
@@ -133,14 +149,20 @@ async def run_load(n: int, audio: np.ndarray, reference: str, args: argparse.Nam
         server.stop()
     refused = [r for r in results if r.error and r.error.startswith("HTTP 429")]
     failed = [r for r in results if r.error and not r.error.startswith("HTTP 429")]
-    served = [r for r in results if not r.error]
-    errors = [wer(reference, r.text) for r in served] or [float("nan")]
+    served = [(r, f) for r, f in zip(results, feeds) if not r.error]
+    errors = [wer(f.reference, r.text) for r, f in served] or [float("nan")]
+    words = [len(f.reference.split()) for _, f in served]
+    served = [r for r, _ in served]
     first_seen = [x for r in served for x in r.first_seen]
     committed = [x for r in served for x in r.committed]
     for r in failed:
         print(f"  N={n}: a stream failed: {r.error}", file=sys.stderr)
+    packed_windows = metrics.get("stream_server_packed_windows_total", 0.0)
+    packed_calls = metrics.get("stream_server_packed_decodes_total", 0.0)
+    calls = metrics.get("stream_server_decodes_total", 0.0)
     return LoadReport(
         streams=n,
+        packing=packing,
         refused=len(refused),
         failed=len(failed),
         partial_p50=percentile(first_seen, 50),
@@ -149,6 +171,7 @@ async def run_load(n: int, audio: np.ndarray, reference: str, args: argparse.Nam
         commit_p95=percentile(committed, 95),
         worst_lag_at_end=max((r.lag_at_end for r in served), default=float("nan")),
         lag_grows=any(lag_grows(r) for r in served),
+        wer_pooled=sum(e * w for e, w in zip(errors, words)) / max(1, sum(words)),
         wer_median=statistics.median(errors),
         wer_worst=max(errors),
         cpu_cores=cpu,
@@ -156,6 +179,8 @@ async def run_load(n: int, audio: np.ndarray, reference: str, args: argparse.Nam
         capacity_estimate=metrics.get("stream_server_capacity_streams", float("nan")),
         realtime_factor=metrics.get("stream_server_live_decode_seconds_total", float("nan"))
         / max(metrics.get("stream_server_live_audio_seconds_total", 0.0), 1e-9),
+        windows_per_packed_call=packed_windows / max(packed_calls, 1.0),
+        packed_share=packed_windows / max(calls - packed_calls + packed_windows, 1.0),
     )
 
 
@@ -164,6 +189,20 @@ def sweep_counts(limit: int):
     while n <= limit:
         yield n
         n = 2 if n == 1 else n + 2
+
+
+def stream_feeds(n: int, args: argparse.Namespace) -> list[Feed]:
+    """What each of n streams replays, with its reference."""
+    if args.rotate:
+        feeds = rotations(args.audio, n)
+    else:
+        audio = decode_file(args.audio.read_bytes())
+        feeds = [Feed(audio, (args.reference or args.audio.with_suffix(".txt")).read_text())] * n
+    if args.duration:
+        excerpts = {id(f.audio): f.audio[: int(args.duration * SAMPLE_RATE)] for f in feeds}
+        references = {key: excerpt_reference(audio, args.model) for key, audio in excerpts.items()}
+        feeds = [Feed(excerpts[id(f.audio)], references[id(f.audio)]) for f in feeds]
+    return feeds
 
 
 def excerpt_reference(audio: np.ndarray, model: str) -> str:
@@ -190,30 +229,28 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, help="replay only the first S seconds")
     parser.add_argument("--stagger", type=float, default=1.0, help="seconds between stream starts")
     parser.add_argument("--server-arg", action="append", default=[], help="extra flag for stream-server serve")
+    parser.add_argument("--packing", choices=["on", "off", "both"], default="on", help="the server's --pack-windows")
+    parser.add_argument("--rotate", action="store_true", help="stream i replays the feed from its clip i (scripts/feed.py)")
     args = parser.parse_args()
 
-    audio = decode_file(args.audio.read_bytes())
-    if args.duration:
-        audio = audio[: int(args.duration * SAMPLE_RATE)]
-        reference = excerpt_reference(audio, args.model)
-    else:
-        reference = (args.reference or args.audio.with_suffix(".txt")).read_text()
     server_args = [*args.server_arg, *(["--no-capacity-estimate"] if args.sweep else [])]
+    seconds = args.duration or len(decode_file(args.audio.read_bytes())) / SAMPLE_RATE
     print(
-        f"model {args.model}, {args.audio.name} ({len(audio) / SAMPLE_RATE:.1f} s{' excerpt' if args.duration else ''}) "
+        f"model {args.model}, {args.audio.name} ({seconds:.1f} s{' excerpt' if args.duration else ''}{', rotated' if args.rotate else ''}) "
         f"at real time, starts {args.stagger:g} s apart, {os.cpu_count()} cores, server flags: {' '.join(server_args) or '-'}"
     )
     print(HEADER)
-    best = None
-    for n in sweep_counts(args.max_streams) if args.sweep else args.streams:
-        report = await run_load(n, audio, reference, args, server_args)
-        print(report.row(), flush=True)
-        if args.sweep:
-            if not report.passes(args.max_p95):
-                break
-            best = n
-    if args.sweep:
-        print(f"largest N with p95 commit latency < {args.max_p95:g} s and no growing lag: {best if best else 'none'}")
+    best = {}
+    for packing in ["off", "on"] if args.packing == "both" else [args.packing]:
+        for n in sweep_counts(args.max_streams) if args.sweep else args.streams:
+            report = await run_load(stream_feeds(n, args), packing, args, server_args)
+            print(report.row(), flush=True)
+            if args.sweep:
+                if not report.passes(args.max_p95):
+                    break
+                best[packing] = n
+    for packing, n in best.items():
+        print(f"packing {packing}: largest N with p95 commit latency < {args.max_p95:g} s and no growing lag: {n}")
 
 
 if __name__ == "__main__":

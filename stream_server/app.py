@@ -13,6 +13,7 @@ from aiohttp import web
 
 from stream_server.decoder.whisper import SpeechModel
 from stream_server.engine.admission import Admission, AdmissionOptions
+from stream_server.engine.packing import PackOptions
 from stream_server.engine.telemetry import LatencyStats
 from stream_server.library import FileLibrary
 from stream_server.metered import MeteredTranscriber
@@ -124,7 +125,8 @@ async def _service_context(app: web.Application, models: Mapping[str, SpeechMode
     specs = [s for s in settings.provider_specs if s.is_local]
     workers = max(2, os.cpu_count() or 1) * len(specs)
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
-    services = {spec.name: TranscriptionService(executor, settings.decode_slots) for spec in specs}
+    packing = PackOptions() if settings.pack_windows else None
+    services = {spec.name: TranscriptionService(executor, settings.decode_slots, packing) for spec in specs}
     app[LOCAL_SERVICES] = services
     app[SERVICE] = services[specs[0].name]
     app[ADMISSION] = Admission(

@@ -77,6 +77,13 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="share of the decode slots admitted live streams may plan to use, 0..1 [STREAM_SERVER_TARGET_UTILISATION]",
     )
     serve.add_argument(
+        "--pack-windows",
+        action=argparse.BooleanOptionalAction,
+        default=_truthy(default("PACK_WINDOWS", defaults.pack_windows)),
+        help="under load, decode several live streams' partial windows in one model call "
+        "[STREAM_SERVER_PACK_WINDOWS]",
+    )
+    serve.add_argument(
         "--api-key",
         action="append",
         dest="api_keys",
@@ -192,6 +199,7 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Sett
         max_streams_per_key=_at_least(0, int(args.max_streams_per_key), "--max-streams-per-key"),
         target_utilisation=_utilisation(float(args.target_utilisation)),
         estimate_capacity=args.estimate_capacity,
+        pack_windows=args.pack_windows,
         api_keys=api_keys,
         admin_keys=admin_keys,
         key_balances=balances,

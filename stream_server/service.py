@@ -14,6 +14,7 @@ from stream_server.audio import SAMPLE_RATE
 from stream_server.audio.decode import decode_file
 from stream_server.decoder.results import Transcription
 from stream_server.decoder.whisper import SpeechModel, TranscribeOptions
+from stream_server.engine.packing import PackOptions
 from stream_server.engine.scheduler import BATCH, LIVE, DecodeScheduler
 from stream_server.engine.stream import WindowDecoder
 from stream_server.errors import NotReady
@@ -50,9 +51,9 @@ class TranscriptionService:
     """Blocking work runs off the event loop: audio decoding on the executor, model calls
     through the decode scheduler, which orders them (live first) onto the same executor."""
 
-    def __init__(self, executor: Executor, decode_slots: int = 1):
+    def __init__(self, executor: Executor, decode_slots: int = 1, packing: PackOptions | None = None):
         self._executor = executor
-        self.scheduler = DecodeScheduler(executor, decode_slots)
+        self.scheduler = DecodeScheduler(executor, decode_slots, packing)
         self._model: SpeechModel | None = None
         self.load_error: str | None = None
 
@@ -62,16 +63,20 @@ class TranscriptionService:
     def window_decoder(self, model: SpeechModel, language: str | None) -> WindowDecoder:
         """What a live stream decodes its windows with. Without a language, the first final
         decode detects it and the stream keeps it: detecting on every short window of a
-        multilingual model guesses wrong often enough to ruin the transcript."""
+        multilingual model guesses wrong often enough to ruin the transcript. Partials may be
+        packed with other streams' (the scheduler's packing); a final is decoded alone."""
         pinned = language or (None if model.is_multilingual else "en")
 
         async def decode(audio, prompt: str | None, *, final: bool, deadline: float) -> Transcription:
             nonlocal pinned
             seconds = len(audio) / SAMPLE_RATE
             options = window_options(pinned, prompt, final=final, seconds=seconds)
-            result = await self.scheduler.run(
-                model.transcribe, audio, options, priority=LIVE, deadline=deadline, audio_seconds=seconds
-            )
+            if final:
+                result = await self.scheduler.run(
+                    model.transcribe, audio, options, priority=LIVE, deadline=deadline, audio_seconds=seconds
+                )
+            else:
+                result = await self.scheduler.run_window(model.transcribe, audio, options, deadline=deadline)
             if pinned is None and final:
                 pinned = result.language
             return result

@@ -58,6 +58,9 @@ class Settings:
     """Refuse live streams beyond the measured-capacity estimate (off: only the caps refuse)."""
     target_utilisation: float = 0.85
     """Share of the decode slots' time admitted live streams are planned to use."""
+    pack_windows: bool = True
+    """Under load, decode several live streams' partial windows in one model call
+    (engine/packing.py; the measurements behind the default are in BENCHMARKS.md)."""
     stream_step_s: float = 0.6
     """A live stream's open utterance is decoded again after this much new speech."""
     vad_aggressiveness: int = 2

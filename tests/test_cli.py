@@ -154,6 +154,13 @@ def test_capacity_flags_and_their_environment_twins():
     assert not settings_for([], {"STREAM_SERVER_NO_CAPACITY_ESTIMATE": "1"}).estimate_capacity
 
 
+def test_window_packing_is_on_unless_turned_off_by_flag_or_environment():
+    assert settings_for([]).pack_windows
+    assert not settings_for(["--no-pack-windows"]).pack_windows
+    assert not settings_for([], {"STREAM_SERVER_PACK_WINDOWS": "0"}).pack_windows
+    assert settings_for(["--pack-windows"], {"STREAM_SERVER_PACK_WINDOWS": "0"}).pack_windows  # the flag wins
+
+
 @pytest.mark.parametrize("flags", [["--decode-slots", "0"], ["--max-streams", "-1"], ["--target-utilisation", "1.5"]])
 def test_bad_capacity_flags_stop_the_server(flags, tmp_path):
     assert main(["serve", "--data-dir", str(tmp_path), *flags], env={}) == 2

@@ -4,6 +4,10 @@ Live decodes go first, the one whose undecoded audio has waited longest first (d
 order); file transcriptions take the capacity the live streams leave. A stream never has two
 decodes queued: its engine awaits one before asking again, so a late stream decodes a longer,
 newer window instead of falling further behind.
+
+With packing on, a live window that a slot takes shares its model call with the other queued
+windows that fit beside it (engine/packing.py): under load, several streams cost one call.
+Nothing waits for company: a window that finds a free slot runs alone.
 """
 
 from __future__ import annotations
@@ -17,6 +21,12 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import numpy as np
+
+from stream_server.audio import SAMPLE_RATE
+from stream_server.decoder.results import Transcription
+from stream_server.decoder.whisper import TranscribeOptions
+from stream_server.engine.packing import PackOptions, Transcribe, Window, companions, decode_packed
 from stream_server.engine.telemetry import MovingAverage
 
 T = TypeVar("T")
@@ -34,12 +44,16 @@ class _Job:
     args: tuple = field(compare=False)
     future: asyncio.Future = field(compare=False)
     audio_seconds: float = field(default=0.0, compare=False)
+    window: Window | None = field(default=None, compare=False)
+    """Set on a live window that may share its call; `fn` is then its model's transcribe."""
 
 
 class DecodeScheduler:
-    def __init__(self, executor: Executor, slots: int):
+    def __init__(self, executor: Executor, slots: int, packing: PackOptions | None = None):
         self._executor = executor
         self.slots = slots
+        self.packing = packing
+        """How live windows share calls; None: every window runs alone."""
         self._queue: list[_Job] = []
         self._busy = 0
         self._order = itertools.count()
@@ -51,6 +65,10 @@ class DecodeScheduler:
         self.realtime_factor = MovingAverage()
         """Recent decode seconds per second of audio decoded (calls that say how much audio they
         decode), slot time only, not the wait: what routing's `speed` preference compares."""
+        self.packed_decodes = 0
+        """Model calls that decoded several live windows at once."""
+        self.packed_windows = 0
+        """Live windows decoded in those calls."""
 
     @property
     def queue_depth(self) -> int:
@@ -70,13 +88,25 @@ class DecodeScheduler:
     ) -> T:
         """Run `fn(*args)` on a worker thread when a slot is free and nothing is more urgent.
         `audio_seconds`, the audio the call decodes, feeds `realtime_factor`."""
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
-        job = _Job(
-            priority, time.monotonic() if deadline is None else deadline, next(self._order), fn, args, future, audio_seconds
-        )
+        when = time.monotonic() if deadline is None else deadline
+        return await self._submit(_Job(priority, when, next(self._order), fn, args, self._future(), audio_seconds))
+
+    async def run_window(
+        self, transcribe: Transcribe, audio: np.ndarray, options: TranscribeOptions, *, deadline: float
+    ) -> Transcription:
+        """A live window's decode, which may share its call with other queued windows of the
+        same model and options (when packing is on)."""
+        window = Window(audio, options) if self.packing is not None else None
+        job = _Job(LIVE, deadline, next(self._order), transcribe, (audio, options), self._future(), len(audio) / SAMPLE_RATE, window)
+        return await self._submit(job)
+
+    def _future(self) -> asyncio.Future:
+        return asyncio.get_running_loop().create_future()
+
+    async def _submit(self, job: _Job) -> Any:
         heapq.heappush(self._queue, job)
         self._dispatch()
-        return await future
+        return await job.future
 
     def _dispatch(self) -> None:
         while self._busy < self.slots and self._queue:
@@ -84,25 +114,55 @@ class DecodeScheduler:
             if job.future.cancelled():  # its stream went away while it waited
                 continue
             self._busy += 1
-            asyncio.ensure_future(self._execute(job))
+            asyncio.ensure_future(self._execute([job, *self._companions(job)]))
 
-    async def _execute(self, job: _Job) -> None:
+    def _companions(self, lead: _Job) -> list[_Job]:
+        """Take the queued windows that share the lead window's call off the queue."""
+        if lead.window is None or self.packing is None:
+            return []
+        candidates = [
+            job
+            for job in sorted(self._queue)
+            if job.window is not None and job.fn == lead.fn and job.window.key == lead.window.key and not job.future.cancelled()
+        ]
+        chosen = [candidates[i] for i in companions(lead.window.seconds, [j.window.seconds for j in candidates], self.packing)]
+        if chosen:
+            taken = {id(job) for job in chosen}
+            self._queue = [job for job in self._queue if id(job) not in taken]
+            heapq.heapify(self._queue)
+        return chosen
+
+    async def _execute(self, jobs: list[_Job]) -> None:
+        """One model call for `jobs`: the lead alone, or the lead's window packed with its
+        companions'. Its slot time is the whole call's, whatever it held."""
+        lead = jobs[0]
+        loop = asyncio.get_running_loop()
         started = time.monotonic()
         try:
-            result = await asyncio.get_running_loop().run_in_executor(self._executor, job.fn, *job.args)
+            if len(jobs) == 1:
+                results = [await loop.run_in_executor(self._executor, lead.fn, *lead.args)]
+            else:
+                windows = [job.window for job in jobs]
+                results = await loop.run_in_executor(self._executor, decode_packed, lead.fn, windows, self.packing)
         except Exception as exc:
-            if not job.future.done():
-                job.future.set_exception(exc)
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(exc)
         else:
-            if job.audio_seconds > 0:
-                self.realtime_factor.observe((time.monotonic() - started) / job.audio_seconds)
-            if not job.future.done():
-                job.future.set_result(result)
+            audio_seconds = sum(job.audio_seconds for job in jobs)
+            if audio_seconds > 0:
+                self.realtime_factor.observe((time.monotonic() - started) / audio_seconds)
+            for job, result in zip(jobs, results):
+                if not job.future.done():
+                    job.future.set_result(result)
         finally:
             elapsed = time.monotonic() - started
             self.decode_seconds += elapsed
-            if job.priority == LIVE:
+            if lead.priority == LIVE:
                 self.live_decode_seconds += elapsed
             self.decodes += 1
+            if len(jobs) > 1:
+                self.packed_decodes += 1
+                self.packed_windows += len(jobs)
             self._busy -= 1
             self._dispatch()

@@ -81,6 +81,12 @@ async def metrics(request: web.Request) -> web.Response:
     out.single("decode_seconds_total", "counter", "Wall seconds spent in model calls, summed over slots.", scheduler.decode_seconds)
     out.single("live_decode_seconds_total", "counter", "The part of decode_seconds_total spent on live streams.", scheduler.live_decode_seconds)
     out.single("decodes_total", "counter", "Model calls finished.", scheduler.decodes)
+    out.single(
+        "packed_decodes_total", "counter",
+        "Model calls that decoded several live streams' windows at once (--pack-windows).",
+        scheduler.packed_decodes,
+    )
+    out.single("packed_windows_total", "counter", "Live windows decoded in those calls.", scheduler.packed_windows)
     out.single("live_audio_seconds_total", "counter", "Seconds of live audio received.", admission.cost.audio_seconds)
     out.single(
         "realtime_factor", "gauge",

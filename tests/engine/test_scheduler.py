@@ -2,8 +2,16 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
+import numpy as np
+
+from stream_server.audio import SAMPLE_RATE
+from stream_server.decoder.results import Segment, Transcription, Word
+from stream_server.decoder.whisper import TranscribeOptions
+from stream_server.engine.packing import PackOptions
 from stream_server.engine.scheduler import BATCH, LIVE, DecodeScheduler
+from stream_server.service import window_options
 
 
 async def test_live_work_goes_first_then_by_deadline():
@@ -67,3 +75,90 @@ async def test_the_real_time_factor_counts_slot_time_per_audio_second_not_the_wa
     await asyncio.gather(first, second, unmeasured)
     assert scheduler.realtime_factor.samples == 2
     assert 0.09 <= scheduler.realtime_factor.value < 0.15  # the second's 0.1 s in the queue is not counted
+
+
+# Packing: a scripted model that hears one word per stretch of non-silent audio, named by its level.
+
+
+class ToneModel:
+    """Writes one word per run of non-zero samples, named after the run's level and timed by it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, str | None]] = []
+
+    def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcription:
+        self.calls.append((len(audio) / SAMPLE_RATE, options.prompt))
+        edges = np.flatnonzero(np.diff(np.concatenate([[0.0], audio, [0.0]]) != 0))
+        words = tuple(
+            Word(start / SAMPLE_RATE, end / SAMPLE_RATE, f" w{round(float(audio[start]) * 10)}", 0.9)
+            for start, end in zip(edges[::2], edges[1::2])
+        )
+        segment = Segment(1, 0, 0.0, len(audio) / SAMPLE_RATE, "".join(w.text for w in words), (1,), 0.0, -0.1, 1.0, 0.01, words)
+        return Transcription("en", len(audio) / SAMPLE_RATE, (segment,) if words else ())
+
+
+def level(value: int, seconds: float = 2.0) -> np.ndarray:
+    return np.full(int(seconds * SAMPLE_RATE), value / 10, np.float32)
+
+
+OPTIONS = window_options("en", None, final=False, seconds=2.0)
+
+
+async def with_the_slot_held(scheduler: DecodeScheduler, submit) -> list:
+    """Hold the only slot while `submit()` queues its decodes, then let them run."""
+    gate = threading.Event()
+    blocker = asyncio.ensure_future(scheduler.run(gate.wait, 5))
+    await asyncio.sleep(0.05)
+    queued = submit()
+    await asyncio.sleep(0.05)
+    gate.set()
+    await blocker
+    return await asyncio.gather(*queued)
+
+
+async def test_queued_windows_share_one_call_and_each_gets_back_its_own_words():
+    model = ToneModel()
+    scheduler = DecodeScheduler(ThreadPoolExecutor(2), slots=1, packing=PackOptions(gap_s=1.0, gap_noise=0.0))
+    results = await with_the_slot_held(
+        scheduler,
+        lambda: [
+            asyncio.ensure_future(scheduler.run_window(model.transcribe, level(k), replace(OPTIONS, prompt=f"p{k}"), deadline=d))
+            for k, d in ((1, 30.0), (2, 10.0), (3, 20.0))
+        ],
+    )
+    assert [r.text for r in results] == ["w1", "w2", "w3"]
+    assert all(r.words[0].start == 0.0 and r.words[0].end == 2.0 for r in results)  # timed from each window's start
+    assert model.calls == [(8.0, None)]  # one call: three 2 s windows and two 1 s gaps, no prompt
+    assert (scheduler.decodes, scheduler.packed_decodes, scheduler.packed_windows) == (2, 1, 3)
+    assert scheduler.realtime_factor.samples == 1  # the blocker said no audio; the packed call counts its 6 s
+
+
+async def test_without_packing_each_window_is_its_own_call():
+    model = ToneModel()
+    scheduler = DecodeScheduler(ThreadPoolExecutor(2), slots=1)
+    results = await with_the_slot_held(
+        scheduler, lambda: [asyncio.ensure_future(scheduler.run_window(model.transcribe, level(k), OPTIONS, deadline=k)) for k in (1, 2, 3)]
+    )
+    assert [r.text for r in results] == ["w1", "w2", "w3"]
+    assert model.calls == [(2.0, None)] * 3
+    assert scheduler.packed_decodes == 0
+
+
+async def test_finals_other_options_and_a_window_with_a_free_slot_run_alone():
+    model = ToneModel()
+    scheduler = DecodeScheduler(ThreadPoolExecutor(2), slots=1, packing=PackOptions())
+    alone = await scheduler.run_window(model.transcribe, level(1), OPTIONS, deadline=0.0)
+    assert alone.text == "w1" and model.calls == [(2.0, None)]  # nothing waits for company
+    final = window_options("en", "before", final=True, seconds=2.0)
+    model.calls.clear()
+    results = await with_the_slot_held(
+        scheduler,
+        lambda: [
+            asyncio.ensure_future(scheduler.run(model.transcribe, level(2), final, deadline=1.0)),
+            asyncio.ensure_future(scheduler.run_window(model.transcribe, level(3), replace(OPTIONS, language=None), deadline=2.0)),
+            asyncio.ensure_future(scheduler.run_window(model.transcribe, level(4), OPTIONS, deadline=3.0)),
+        ],
+    )
+    assert [r.text for r in results] == ["w2", "w3", "w4"]
+    assert model.calls == [(2.0, "before"), (2.0, None), (2.0, None)]
+    assert scheduler.packed_decodes == 0

@@ -15,7 +15,7 @@ from whisper_normalizer.english import EnglishTextNormalizer
 
 from stream_server.app import create_app
 from stream_server.audio import SAMPLE_RATE
-from stream_server.transports.appkeys import SESSIONS
+from stream_server.transports.appkeys import SERVICE, SESSIONS
 from tests.conftest import audio_path
 from tests.live_helpers import RAW_S16LE, PacedUpload, of_type, pcm16k, read_sse, s16le
 
@@ -125,6 +125,30 @@ async def test_no_text_in_the_noise_stretch_of_the_dev_feed(client):
     assert len(words) > 20
     inside = [w for w in words if noise[0] + 0.5 < w["start"] + start < noise[1] - 0.5]
     assert inside == []
+
+
+async def test_concurrent_streams_packed_into_shared_calls_keep_their_own_words(aiohttp_client, settings, speech_model):
+    """Three streams on one decode slot: their partial windows queue, and are packed together."""
+    app = create_app(replace(settings, decode_slots=1, pack_windows=True, estimate_capacity=False), model=speech_model)
+    client = await aiohttp_client(app)
+    clips = {
+        "en_jfk_16k.wav": ("not what your country can do for you", {"americans", "country", "fellow"}),
+        "en_ls_1995-1837-0001.wav": ("great sorrow of his life", {"sorrow", "cotton", "fantasy"}),
+        "en_librivox_sense_and_sensibility_01-0870.wav": ("had then leisure to consider", {"dashwood", "leisure", "prudently"}),
+    }
+
+    async def stream(name: str) -> str:
+        upload = PacedUpload(s16le(pcm16k(name)), 2 * SAMPLE_RATE, speed=2.0)
+        response = await client.post(live_url(), data=upload, headers={"Content-Type": RAW_S16LE})
+        return of_type(await read_sse(response), "transcript.text.done")[0]["text"]
+
+    texts = dict(zip(clips, await asyncio.gather(*(stream(name) for name in clips))))
+    assert client.app[SERVICE].scheduler.packed_decodes > 0
+    for name, (phrase, _) in clips.items():
+        words = set(normalise(texts[name]).split())
+        assert phrase in normalise(texts[name])
+        others = set().union(*(own for other, (_, own) in clips.items() if other != name))
+        assert not words & others, f"{name} got another stream's words: {words & others}"
 
 
 async def test_client_disconnect_ends_the_session_and_keeps_its_transcript(client):

@@ -52,6 +52,8 @@ async def test_metrics_count_a_finished_stream(client):
         assert value(after, "stream_server_live_streams_refused", "stream_server_live_streams_refused_total", reason=reason) == 0
     assert value(after, "stream_server_live_audio_seconds", "stream_server_live_audio_seconds_total") == pytest.approx(len(audio) / SAMPLE_RATE)
     assert value(after, "stream_server_decodes", "stream_server_decodes_total") >= 2
+    assert value(after, "stream_server_packed_decodes", "stream_server_packed_decodes_total") == 0  # one stream: nothing to pack with
+    assert value(after, "stream_server_packed_windows", "stream_server_packed_windows_total") == 0
     decode = value(after, "stream_server_decode_seconds", "stream_server_decode_seconds_total")
     live_decode = value(after, "stream_server_live_decode_seconds", "stream_server_live_decode_seconds_total")
     assert 0 < live_decode <= decode

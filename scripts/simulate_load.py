@@ -1,0 +1,241 @@
+"""N live streams through the engine and the decode scheduler on a virtual clock, packing on
+and off: what packing does to accuracy and latency, apart from what else the machine is doing.
+
+    python scripts/simulate_load.py --streams 1 2 4 6 8
+
+Each stream replays its own rotation of the dev feed (scripts/feed.py: every stream hears the
+whole feed, starting at a different clip) in 100 ms chunks at real-time pace on a virtual
+clock, the streams starting `--stagger` s apart, through the production path: LiveTranscriber,
+TranscriptionService.window_decoder, DecodeScheduler (its slots, deadline order and packing).
+Decodes are real; each model call costs a fixed virtual time (a greedy partial, a beam-5 final,
+plus `--piece-cost` per extra window in a packed call), so the outcome depends only on the
+policy and the cost model, not on the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import heapq
+import itertools
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import SimpleNamespace
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import stream_server.engine.stream as stream_module  # noqa: E402
+from scripts.bench_stream import percentile, wer  # noqa: E402
+from scripts.feed import Feed, rotations  # noqa: E402
+from stream_server.app import load_model  # noqa: E402
+from stream_server.audio import SAMPLE_RATE  # noqa: E402
+from stream_server.engine.packing import PackOptions, decode_packed  # noqa: E402
+from stream_server.engine.stream import LiveTranscriber, StreamOptions  # noqa: E402
+from stream_server.events import Event, StreamDone  # noqa: E402
+from stream_server.service import TranscriptionService  # noqa: E402
+from stream_server.settings import Settings  # noqa: E402
+
+CHUNK_S = 0.1
+
+
+@dataclass(frozen=True)
+class Costs:
+    partial: float
+    final: float
+    piece: float
+    """Added per window beyond the first in a packed call."""
+
+    def of(self, fn: Callable, args: tuple) -> float:
+        if fn is decode_packed:
+            return self.partial + self.piece * (len(args[1]) - 1)
+        options = args[1]
+        return self.final if options.beam_size > 1 else self.partial
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class VirtualExecutor(Executor):
+    """Runs a call at once and completes its future when the virtual clock reaches its cost;
+    `log` (if given) collects every call's function, arguments and result."""
+
+    def __init__(self, clock: Clock, costs: Costs, log: list | None = None):
+        self.clock = clock
+        self.costs = costs
+        self.log = log
+        self.busy_seconds = 0.0
+        self.calls = 0
+        self._pending: list[tuple[float, int, Future, object]] = []
+        self._order = itertools.count()
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        cost = self.costs.of(fn, args)
+        self.busy_seconds += cost
+        self.calls += 1
+        future: Future = Future()
+        result = fn(*args, **kwargs)
+        if self.log is not None:
+            self.log.append((fn, args, result))
+        heapq.heappush(self._pending, (self.clock.now + cost, next(self._order), future, result))
+        return future
+
+    def next_completion(self) -> float:
+        return self._pending[0][0] if self._pending else float("inf")
+
+    def complete_due(self) -> None:
+        while self._pending and self._pending[0][0] <= self.clock.now:
+            _, _, future, result = heapq.heappop(self._pending)
+            future.set_result(result)
+
+
+@dataclass
+class SimStream:
+    feed: Feed
+    start: float
+    transcriber: LiveTranscriber | None = None
+    pushed: int = 0
+    commit_delays: list[float] = field(default_factory=list)
+    text: str = ""
+    done_at: float | None = None
+    finishing: asyncio.Future | None = None
+
+    @property
+    def next_push(self) -> float:
+        return self.start + (self.pushed + 1) * CHUNK_S
+
+    @property
+    def fed(self) -> bool:
+        return self.pushed * CHUNK_S * SAMPLE_RATE >= len(self.feed.audio)
+
+    @property
+    def end(self) -> float:
+        return self.start + len(self.feed.audio) / SAMPLE_RATE
+
+    def partial(self, delay: float) -> None:
+        pass
+
+    def committed(self, delays: Sequence[float]) -> None:
+        self.commit_delays.extend(delays)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    streams: int
+    packing: bool
+    wer_pooled: float
+    wer_median: float
+    wer_worst: float
+    commit_p50: float
+    commit_p95: float
+    worst_lag: float
+    calls: int
+    packed_share: float
+    pieces_per_packed_call: float
+    cost_per_audio_second: float
+
+    def row(self) -> str:
+        return (
+            f"| {self.streams} | {'on' if self.packing else 'off'} | {self.wer_pooled:.2%} | {self.wer_median:.1%} / {self.wer_worst:.1%} "
+            f"| {self.commit_p50:.2f} / {self.commit_p95:.2f} | {self.worst_lag:.2f} | {self.calls} | {self.packed_share:.0%} "
+            f"| {self.pieces_per_packed_call:.1f} | {self.cost_per_audio_second:.3f} |"
+        )
+
+
+HEADER = (
+    "| streams | packing | WER pooled | WER median / worst | commit p50 / p95 (s) | worst lag at end (s) | model calls "
+    "| windows in packed calls | windows per packed call | virtual decode s per audio s |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+)
+
+
+async def simulate(
+    model, feeds: list[Feed], slots: int, packing: PackOptions | None, costs: Costs, stagger: float, log: list | None = None
+) -> Outcome:
+    clock = Clock()
+    stream_module.time = SimpleNamespace(monotonic=clock)  # the engine's deadlines and latencies on the virtual clock
+    executor = VirtualExecutor(clock, costs, log)
+    service = TranscriptionService(executor, slots, packing)
+    streams = [SimStream(feed, i * stagger) for i, feed in enumerate(feeds)]
+    for s in streams:
+
+        def publish(event: Event, s: SimStream = s) -> None:
+            if isinstance(event, StreamDone):
+                s.text, s.done_at = event.text, clock.now
+
+        s.transcriber = LiveTranscriber(service.window_decoder(model, "en"), publish, StreamOptions(), observer=s)
+    step = int(CHUNK_S * SAMPLE_RATE)
+    while True:
+        clock.now = max(clock.now, min([s.next_push for s in streams if not s.fed] + [executor.next_completion()]))
+        if clock.now == float("inf"):
+            break
+        executor.complete_due()
+        for s in streams:
+            while not s.fed and s.next_push <= clock.now:
+                s.transcriber.push(s.feed.audio[s.pushed * step : (s.pushed + 1) * step])
+                s.pushed += 1
+                if s.fed:
+                    s.finishing = asyncio.ensure_future(s.transcriber.finish())
+        for _ in range(50):  # let every stream and the scheduler act on what just happened
+            await asyncio.sleep(0)
+    errors = [wer(s.feed.reference, s.text) for s in streams]
+    words = [len(s.feed.reference.split()) for s in streams]
+    delays = [d for s in streams for d in s.commit_delays]
+    audio = sum(len(f.audio) for f in feeds) / SAMPLE_RATE
+    scheduler = service.scheduler
+    return Outcome(
+        streams=len(feeds),
+        packing=packing is not None,
+        wer_pooled=sum(e * n for e, n in zip(errors, words)) / sum(words),
+        wer_median=statistics.median(errors),
+        wer_worst=max(errors),
+        commit_p50=percentile(delays, 50),
+        commit_p95=percentile(delays, 95),
+        worst_lag=max(s.done_at - s.end for s in streams),
+        calls=executor.calls,
+        packed_share=scheduler.packed_windows / max(1, scheduler.packed_windows + executor.calls - scheduler.packed_decodes),
+        pieces_per_packed_call=scheduler.packed_windows / max(1, scheduler.packed_decodes),
+        cost_per_audio_second=executor.busy_seconds / slots / audio,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--audio", type=Path, default=REPO.parent / "shared" / "audio" / "en_dev_feed_16k.wav")
+    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--packing", choices=["on", "off", "both"], default="both")
+    parser.add_argument("--slots", type=int, default=Settings.decode_slots)
+    parser.add_argument("--stagger", type=float, default=1.0)
+    parser.add_argument("--partial-cost", type=float, default=0.45, help="virtual seconds per greedy partial call")
+    parser.add_argument("--final-cost", type=float, default=0.60, help="virtual seconds per beam-5 final call")
+    parser.add_argument("--piece-cost", type=float, default=0.12, help="virtual seconds per extra window in a packed call")
+    parser.add_argument("--gap", type=float, default=PackOptions.gap_s)
+    parser.add_argument("--gap-noise", type=float, default=PackOptions.gap_noise)
+    parser.add_argument("--max-pieces", type=int, default=PackOptions.max_pieces)
+    parser.add_argument("--max-seconds", type=float, default=PackOptions.max_seconds)
+    parser.add_argument("--no-prompt", action="store_true", help="packed calls get no prompt")
+    args = parser.parse_args()
+    model = load_model(Settings(data_dir=Path("/tmp/stream-server-sim"), model=args.model))
+    costs = Costs(args.partial_cost, args.final_cost, args.piece_cost)
+    packing = PackOptions(args.gap, args.gap_noise, args.max_seconds, args.max_pieces, not args.no_prompt)
+    modes = {"on": [packing], "off": [None], "both": [None, packing]}[args.packing]
+    print(f"{args.slots} slots; costs: partial {costs.partial:g} s, final {costs.final:g} s, +{costs.piece:g} s per packed window; {packing}")
+    print(HEADER)
+    for n in args.streams:
+        feeds = rotations(args.audio, n)
+        for mode in modes:
+            print(asyncio.run(simulate(model, feeds, args.slots, mode, costs, args.stagger)).row(), flush=True)
+
+
+if __name__ == "__main__":
+    main()
