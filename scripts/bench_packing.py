@@ -8,7 +8,7 @@
 2. Per configuration, the partial windows, shuffled (per seed), are packed the way the scheduler
    packs a queue (`companions`), never two windows of one utterance in a call (streams say
    different things), and each call is decoded and split.
-3. Each window's words, solo and packed, are scored against its utterance's solo beam-5 final
+3. Each window's words, solo and packed, are scored against its utterance's solo final
    words that end inside the window, after dropping segments Whisper itself would call failed
    (compression ratio over 2.4). With `--finals` the utterances' final windows are packed
    instead, and their texts, in utterance order, are scored against the feed's reference.

@@ -7,7 +7,7 @@ Each stream replays its own rotation of the dev feed (scripts/feed.py: every str
 whole feed, starting at a different clip) in 100 ms chunks at real-time pace on a virtual
 clock, the streams starting `--stagger` s apart, through the production path: LiveTranscriber,
 TranscriptionService.window_decoder, DecodeScheduler (its slots, deadline order and packing).
-Decodes are real; each model call costs a fixed virtual time (a greedy partial, a beam-5 final,
+Decodes are real; each model call costs a fixed virtual time (a partial, an utterance's final,
 plus `--piece-cost` per extra window in a packed call), so the outcome depends only on the
 policy and the cost model, not on the machine's load.
 """
@@ -218,7 +218,7 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=Settings.decode_slots)
     parser.add_argument("--stagger", type=float, default=1.0)
     parser.add_argument("--partial-cost", type=float, default=0.45, help="virtual seconds per greedy partial call")
-    parser.add_argument("--final-cost", type=float, default=0.60, help="virtual seconds per beam-5 final call")
+    parser.add_argument("--final-cost", type=float, default=0.60, help="virtual seconds per final call (with its hotter retry)")
     parser.add_argument("--piece-cost", type=float, default=0.10, help="virtual seconds per extra window in a packed call")
     parser.add_argument("--gap", type=float, default=PackOptions.gap_s)
     parser.add_argument("--gap-noise", type=float, default=PackOptions.gap_noise)
