@@ -8,11 +8,14 @@
 2. Per configuration, the partial windows, shuffled (per seed), are packed the way the scheduler
    packs a queue (`companions`), never two windows of one utterance in a call (streams say
    different things), and each call is decoded and split.
-3. Each window's words, solo and packed, are scored against its utterance's solo beam-5 final
+3. Each window's words, solo and packed, are scored against its utterance's solo final
    words that end inside the window, after dropping segments Whisper itself would call failed
-   (compression ratio over 2.4).
+   (compression ratio over 2.4). With `--finals` the utterances' final windows are packed
+   instead, and their texts, in utterance order, are scored against the feed's reference.
 
-Reports WER solo and packed, windows that got no words, model calls and their seconds.
+Reports WER solo and packed, windows that got no words, windows per call, and the cost: on the
+first seed each packed call is followed by the solo decodes of its windows, so both are timed
+under the same load, and their ratio is the saving.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from simulate_load import REPO, Costs, simulate  # noqa: I001  (puts the repo on
 import jiwer
 from whisper_normalizer.english import EnglishTextNormalizer
 
-from scripts.feed import rotations
+from scripts.bench_stream import wer
+from scripts.feed import Feed, rotations
 from stream_server.app import load_model
 from stream_server.audio import SAMPLE_RATE
 from stream_server.decoder.results import Transcription
@@ -44,14 +48,19 @@ def kept_text(result: Transcription) -> str:
     return "".join(s.text for s in result.segments if s.compression_ratio <= FAILED_COMPRESSION)
 
 
-def record(model, audio_path: Path) -> list[dict]:
-    """The partial windows one stream decodes: window, solo result, utterance, reference."""
+def record(model, feed: Feed) -> tuple[list[dict], list[dict]]:
+    """The partial and the final windows one stream decodes: window, solo result, utterance,
+    reference (a partial's: its utterance's final words that end inside it)."""
     log: list = []
-    asyncio.run(simulate(model, rotations(audio_path, 1), 1, None, Costs(0.3, 0.45, 0.0), 0.0, log))
-    finals = [(args[0], result) for _, args, result in log if args[1].beam_size > 1]
+    asyncio.run(simulate(model, [feed], 1, None, Costs(0.3, 0.45, 0.0), 0.0, log))
+    finals = [(args[0], result) for _, args, result, _ in log if args[1].fallback]  # finals are the decodes with a hotter retry
+    final_windows = [
+        {"window": Window(*args), "solo": result, "utterance": i, "reference": ""}
+        for i, (_, args, result, _) in enumerate(entry for entry in log if entry[1][1].fallback)
+    ]
     windows = []
-    for _, (audio, options), result in log:
-        if options.beam_size > 1:
+    for _, (audio, options), result, _ in log:
+        if options.fallback:
             continue
         matches = [i for i, (whole, _) in enumerate(finals) if len(whole) >= len(audio) and (whole[: len(audio)] == audio).all()]
         if not matches:  # a long utterance's window from before it was trimmed
@@ -60,7 +69,7 @@ def record(model, audio_path: Path) -> list[dict]:
         end = len(audio) / SAMPLE_RATE
         reference = "".join(w.text for w in finals[utterance][1].words if w.end <= end)
         windows.append({"window": Window(audio, options), "solo": result, "utterance": utterance, "reference": reference})
-    return windows
+    return windows, final_windows
 
 
 def packs(windows: list[dict], options: PackOptions, seed: int) -> list[list[dict]]:
@@ -105,30 +114,53 @@ def main() -> None:
     parser.add_argument("--max-pieces", type=int, default=PackOptions.max_pieces)
     parser.add_argument("--prompt", action="store_true", help="also try packed calls given the first window's prompt")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--finals", action="store_true", help="pack the utterances' final windows instead")
     args = parser.parse_args()
     model = load_model(Settings(data_dir=Path("/tmp/stream-server-sim"), model=args.model))
-    windows = record(model, args.audio)
-    solo = score([(w["reference"], kept_text(w["solo"])) for w in windows])
-    print(f"{len(windows)} partial windows of one stream over {args.audio.name}; WER solo {solo:.2%} (against their utterances' finals)")
-    print("| gap (s) | gap noise | max seconds | prompt | WER packed | windows with no words | windows per call | seconds per window |")
+    (feed,) = rotations(args.audio, 1)
+    partials, finals = record(model, feed)
+    windows = finals if args.finals else partials
+
+    def scored(results: list[tuple[dict, Transcription]]) -> float:
+        if not args.finals:
+            return score([(w["reference"], kept_text(r)) for w, r in results])
+        in_order = sorted(results, key=lambda pair: pair[0]["utterance"])
+        return wer(feed.reference, " ".join(kept_text(r) for _, r in in_order))
+
+    solo = scored([(w, w["solo"]) for w in windows])
+    kind = "final" if args.finals else "partial"
+    print(f"{len(windows)} {kind} windows of one stream over {args.audio.name}; decoded alone: WER {solo:.2%}")
+    print(
+        "| gap (s) | gap noise | max seconds | prompt | WER packed | windows with no words | windows per call "
+        "| seconds per window, packed / alone |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for gap in args.gap:
         for noise in args.gap_noise:
             for limit in args.max_seconds:
                 for prompt in [False, True] if args.prompt else [False]:
                     options = PackOptions(gap, noise, limit, args.max_pieces, prompt)
-                    pairs, empty, calls, seconds = [], 0, 0, 0.0
+                    pairs, empty, calls, packed_s, solo_s, timed, errors = [], 0, 0, 0.0, 0.0, 0, []
                     for seed in args.seeds:
+                        decoded = []
                         for call in packs(windows, options, seed):
                             started = time.perf_counter()
                             results = decode_packed(model.transcribe, [w["window"] for w in call], options)
-                            seconds += time.perf_counter() - started
+                            if seed == args.seeds[0]:
+                                packed_s += time.perf_counter() - started
+                                started = time.perf_counter()
+                                for w in call:
+                                    model.transcribe(w["window"].audio, w["window"].options)
+                                solo_s += time.perf_counter() - started
+                                timed += len(call)
                             calls += 1
-                            pairs += [(w["reference"], kept_text(r)) for w, r in zip(call, results)]
+                            decoded += list(zip(call, results))
                             empty += sum(not r.words for r in results)
+                        errors.append(scored(decoded))
+                        pairs += decoded
                     print(
-                        f"| {gap:g} | {noise:g} | {limit:g} | {'first window' if prompt else 'none'} | {score(pairs):.2%} "
-                        f"| {empty} of {len(pairs)} | {len(pairs) / calls:.1f} | {seconds / len(pairs):.3f} |",
+                        f"| {gap:g} | {noise:g} | {limit:g} | {'first window' if prompt else 'none'} | {sum(errors) / len(errors):.2%} "
+                        f"| {empty} of {len(pairs)} | {len(pairs) / calls:.1f} | {packed_s / timed:.3f} / {solo_s / timed:.3f} |",
                         flush=True,
                     )
 

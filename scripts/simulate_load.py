@@ -7,7 +7,7 @@ Each stream replays its own rotation of the dev feed (scripts/feed.py: every str
 whole feed, starting at a different clip) in 100 ms chunks at real-time pace on a virtual
 clock, the streams starting `--stagger` s apart, through the production path: LiveTranscriber,
 TranscriptionService.window_decoder, DecodeScheduler (its slots, deadline order and packing).
-Decodes are real; each model call costs a fixed virtual time (a greedy partial, a beam-5 final,
+Decodes are real; each model call costs a fixed virtual time (a partial, an utterance's final,
 plus `--piece-cost` per extra window in a packed call), so the outcome depends only on the
 policy and the cost model, not on the machine's load.
 """
@@ -20,6 +20,7 @@ import heapq
 import itertools
 import statistics
 import sys
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
@@ -53,8 +54,7 @@ class Costs:
     def of(self, fn: Callable, args: tuple) -> float:
         if fn is decode_packed:
             return self.partial + self.piece * (len(args[1]) - 1)
-        options = args[1]
-        return self.final if options.beam_size > 1 else self.partial
+        return self.final if args[1].fallback else self.partial  # finals are the decodes with a hotter retry
 
 
 class Clock:
@@ -67,7 +67,7 @@ class Clock:
 
 class VirtualExecutor(Executor):
     """Runs a call at once and completes its future when the virtual clock reaches its cost;
-    `log` (if given) collects every call's function, arguments and result."""
+    `log` (if given) collects every call's function, arguments, result and wall seconds."""
 
     def __init__(self, clock: Clock, costs: Costs, log: list | None = None):
         self.clock = clock
@@ -83,9 +83,10 @@ class VirtualExecutor(Executor):
         self.busy_seconds += cost
         self.calls += 1
         future: Future = Future()
+        started = time.perf_counter()
         result = fn(*args, **kwargs)
         if self.log is not None:
-            self.log.append((fn, args, result))
+            self.log.append((fn, args, result, time.perf_counter() - started))
         heapq.heappush(self._pending, (self.clock.now + cost, next(self._order), future, result))
         return future
 
@@ -217,17 +218,18 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=Settings.decode_slots)
     parser.add_argument("--stagger", type=float, default=1.0)
     parser.add_argument("--partial-cost", type=float, default=0.45, help="virtual seconds per greedy partial call")
-    parser.add_argument("--final-cost", type=float, default=0.60, help="virtual seconds per beam-5 final call")
-    parser.add_argument("--piece-cost", type=float, default=0.12, help="virtual seconds per extra window in a packed call")
+    parser.add_argument("--final-cost", type=float, default=0.60, help="virtual seconds per final call (with its hotter retry)")
+    parser.add_argument("--piece-cost", type=float, default=0.10, help="virtual seconds per extra window in a packed call")
     parser.add_argument("--gap", type=float, default=PackOptions.gap_s)
     parser.add_argument("--gap-noise", type=float, default=PackOptions.gap_noise)
     parser.add_argument("--max-pieces", type=int, default=PackOptions.max_pieces)
     parser.add_argument("--max-seconds", type=float, default=PackOptions.max_seconds)
-    parser.add_argument("--no-prompt", action="store_true", help="packed calls get no prompt")
+    parser.add_argument("--prompt", action="store_true", help="packed calls get their first window's prompt")
+    parser.add_argument("--alone", action="store_true", help="also decode each of the N feeds as the only stream (the single-stream WER)")
     args = parser.parse_args()
     model = load_model(Settings(data_dir=Path("/tmp/stream-server-sim"), model=args.model))
     costs = Costs(args.partial_cost, args.final_cost, args.piece_cost)
-    packing = PackOptions(args.gap, args.gap_noise, args.max_seconds, args.max_pieces, not args.no_prompt)
+    packing = PackOptions(args.gap, args.gap_noise, args.max_seconds, args.max_pieces, args.prompt)
     modes = {"on": [packing], "off": [None], "both": [None, packing]}[args.packing]
     print(f"{args.slots} slots; costs: partial {costs.partial:g} s, final {costs.final:g} s, +{costs.piece:g} s per packed window; {packing}")
     print(HEADER)
@@ -235,6 +237,11 @@ def main() -> None:
         feeds = rotations(args.audio, n)
         for mode in modes:
             print(asyncio.run(simulate(model, feeds, args.slots, mode, costs, args.stagger)).row(), flush=True)
+        if args.alone:
+            alone = [asyncio.run(simulate(model, [feed], args.slots, None, costs, 0.0)) for feed in feeds]
+            words = [len(feed.reference.split()) for feed in feeds]
+            pooled = sum(o.wer_pooled * w for o, w in zip(alone, words)) / sum(words)
+            print(f"the {n} feeds each decoded as the only stream: WER pooled {pooled:.2%}, per feed {' '.join(f'{o.wer_pooled:.1%}' for o in alone)}")
 
 
 if __name__ == "__main__":

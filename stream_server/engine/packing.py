@@ -3,8 +3,8 @@
 On CPU a model call costs about the same for 3 s of audio as for 30 s: the encoder always
 reads a 30 s window. Windows laid end to end with silence between them are decoded once, with
 word timestamps, and each window gets back the words that start inside it, timed from its own
-start, as if it had been decoded alone. A word that starts in a gap belongs to no window and
-is dropped.
+start, as if it had been decoded alone. A word that lies in a gap belongs to no window and is
+dropped.
 """
 
 from __future__ import annotations
@@ -72,10 +72,14 @@ class Layout:
     durations: tuple[float, ...]
 
     def piece_of(self, word: Word) -> int | None:
-        """The piece a decoded word belongs to: the one it starts in, give or take EDGE_S
-        (None: it starts in a gap, so no piece's audio holds it)."""
+        """The piece a decoded word belongs to: the one it starts in, give or take EDGE_S; else
+        the one it reaches into from the gap before it (Whisper times a piece's first word, or a
+        second pass's, from inside the gap). None: the word lies in a gap, in no piece's audio."""
         for index, (start, duration) in enumerate(zip(self.starts, self.durations)):
             if start - EDGE_S <= word.start < start + duration + EDGE_S:
+                return index
+        for index, start in enumerate(self.starts):
+            if word.start < start < word.end:
                 return index
         return None
 

@@ -66,15 +66,17 @@ def test_each_word_lands_in_the_one_piece_it_starts_in_timed_from_that_piece():
         (
             segment(0, word(0.1, 0.6, "ask"), word(0.6, 1.9, "not"), word(1.9, 2.7, "country")),  # stretched into the gap
             segment(0, word(2.4, 2.5, "invented")),  # starts mid-gap: no piece holds it
-            segment(0, word(3.0 - EDGE_S / 2, 3.4, "he"), word(3.4, 4.0, "began"), word(5.8, 6.0, "late")),
+            segment(0, word(3.0 - 2 * EDGE_S, 3.4, "he"), word(3.4, 4.0, "began"), word(5.5 + EDGE_S / 2, 5.7, "on")),
+            segment(3000, word(5.8, 6.0, "late")),  # a second pass's word, after the last piece
         ),
         prompt_tokens=7,
     )
     first, second = split(packed, layout, [7, 0])
     assert [w.text for w in first.words] == [" ask", " not", " country"]
     assert first.words[-1].end == 2.0  # kept inside its piece
-    assert [w.text for w in second.words] == [" he", " began"]
+    assert [w.text for w in second.words] == [" he", " began", " on"]  # "he" timed early, from inside the gap
     assert second.words[0].start == 0.0 and second.words[1].start == pytest.approx(0.4)
+    assert second.words[2].start == second.words[2].end == 2.5  # kept inside its piece
     assert "late" not in second.text and "invented" not in first.text + second.text
     assert (first.duration, second.duration) == (2.0, 2.5)
     assert (first.prompt_tokens, second.prompt_tokens) == (7, 0)
