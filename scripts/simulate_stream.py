@@ -5,6 +5,7 @@
 Real decodes, but time is simulated: audio 'arrives' at real-time pace on a virtual clock and
 each decode costs a fixed virtual time (measured on an idle 2-core machine), so the outcome
 (WER, commit latency) depends only on the policy, not on what else the machine is doing.
+A decode that fails (a repetition loop) is retried hotter, by sampling: `--seed` fixes it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import ctranslate2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,13 +29,14 @@ from stream_server.service import window_options  # noqa: E402
 from stream_server.engine.stream import LiveTranscriber, StreamOptions  # noqa: E402
 from stream_server.events import StreamDone, TextCommitted, UtteranceDone  # noqa: E402
 from stream_server.settings import Settings  # noqa: E402
+from stream_server.vad.segmenter import VadOptions  # noqa: E402
 from scripts.bench_stream import percentile, wer  # noqa: E402
 
 CHUNK_S = 0.1
 
 
 async def simulate(model, audio: np.ndarray, options: StreamOptions, cost: tuple[float, float], beams: tuple[int, int]):
-    clock = {"now": 0.0}
+    clock = {"now": 0.0, "decoding": 0.0}
     commits: list[float] = []
     finals: list[float] = []
     text = {}
@@ -42,6 +45,7 @@ async def simulate(model, audio: np.ndarray, options: StreamOptions, cost: tuple
         opts = replace(window_options("en", prompt, final=final, seconds=len(window) / SAMPLE_RATE), beam_size=beams[1] if final else beams[0])
         result = model.transcribe(window, opts)
         clock["now"] += cost[1] if final else cost[0]
+        clock["decoding"] += cost[1] if final else cost[0]
         return result
 
     def publish(event):
@@ -63,7 +67,7 @@ async def simulate(model, audio: np.ndarray, options: StreamOptions, cost: tuple
         for _ in range(3):
             await asyncio.sleep(0)  # let a due decode start (it runs to completion at once)
     await transcriber.finish()
-    return text["done"], commits, finals
+    return text["done"], commits, finals, clock["decoding"] / (len(audio) / SAMPLE_RATE)
 
 
 def main() -> None:
@@ -79,8 +83,11 @@ def main() -> None:
     parser.add_argument("--final-cost", type=float, default=0.30, help="virtual seconds per final decode (0.45 for beam 5)")
     parser.add_argument("--partial-beam", type=int, default=1)
     parser.add_argument("--final-beam", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the hotter retries' sampling")
+    parser.add_argument("--pause-ms", type=int, default=VadOptions.pause_ms, help="silence that starts the final decode early (= hangover: never)")
     args = parser.parse_args()
     model = load_model(Settings(data_dir=Path("/tmp/stream-server-sim"), model=args.model))
+    ctranslate2.set_random_seed(args.seed)
     audio = decode_file(args.audio.read_bytes())
     options = replace(
         StreamOptions(),
@@ -89,16 +96,18 @@ def main() -> None:
         commit_margin_s=args.commit_margin,
         min_commit_probability=args.min_commit_probability,
         uncertain_margin_s=args.uncertain_margin,
+        vad=VadOptions(pause_ms=args.pause_ms),
     )
-    text, commits, finals = asyncio.run(
+    text, commits, finals, load = asyncio.run(
         simulate(model, audio, options, (args.partial_cost, args.final_cost), (args.partial_beam, args.final_beam))
     )
     reference = args.audio.with_suffix(".txt").read_text()
     print(
         f"{args.audio.name} step {args.step} margins {args.commit_margin}/{args.uncertain_margin} "
-        f"p>={args.min_commit_probability} beams {args.partial_beam}/{args.final_beam}: WER {wer(reference, text):.1%}  "
+        f"p>={args.min_commit_probability} beams {args.partial_beam}/{args.final_beam} pause {args.pause_ms} ms seed {args.seed}: WER {wer(reference, text):.1%}  "
         f"commit p50 {percentile(commits, 50):.2f} p95 {percentile(commits, 95):.2f}  "
-        f"final p50 {percentile(finals, 50):.2f} p95 {percentile(finals, 95):.2f}"
+        f"final p50 {percentile(finals, 50):.2f} p95 {percentile(finals, 95):.2f}  "
+        f"decoding {load:.2f} s per audio s"
     )
 
 
