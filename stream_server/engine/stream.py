@@ -2,7 +2,9 @@
 
 Per utterance (cut by the VAD), it decodes a rolling window every `step_s` of new speech,
 commits what two consecutive decodes agree on, and decodes the whole remaining window once
-more when the utterance ends. One decode at a time per stream, in utterance order.
+more when the utterance ends. That last decode starts at the first pause that may end the
+utterance (SpeechPause), so its final is out as soon as the silence is confirmed; if speech
+resumes, it served as a partial. One decode at a time per stream, in utterance order.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from stream_server.events import (
     TextPartial,
     UtteranceDone,
 )
-from stream_server.vad.segmenter import SpeechAudio, SpeechEnd, SpeechSegmenter, SpeechStart, VadOptions
+from stream_server.vad.segmenter import SpeechAudio, SpeechEnd, SpeechPause, SpeechSegmenter, SpeechStart, VadOptions
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,15 @@ class LatencyObserver(Protocol):
         """Words were committed: per word, delay since the audio at its end arrived."""
 
 
+@dataclass(frozen=True)
+class _FinalDecode:
+    """A final-quality decode of an utterance's window, started at a pause."""
+
+    audio_start: float
+    samples: int
+    words: list[Word]
+
+
 @dataclass
 class _Utterance:
     id: int
@@ -95,6 +106,11 @@ class _Utterance:
     """Stream time of `audio[0]`; moves forward when the window is trimmed."""
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
     end: float | None = None
+    trailing_silence: float = 0.0
+    """Seconds of non-speech at the end of `audio` when it closed."""
+    pause_samples: int | None = None
+    """Length of `audio` at the latest SpeechPause: a final-quality decode is due there."""
+    early_final: _FinalDecode | None = None
     decoded_samples: int = 0
     """Samples of `audio` the last decode saw."""
     waiting_since: float | None = None
@@ -106,6 +122,19 @@ class _Utterance:
 
     def undecoded_seconds(self) -> float:
         return (len(self.audio) - self.decoded_samples) / SAMPLE_RATE
+
+    def early_final_due(self) -> bool:
+        covered = self.early_final.samples if self.early_final is not None else 0
+        return self.pause_samples is not None and covered < self.pause_samples
+
+    def reusable_final(self) -> list[Word] | None:
+        """The early final's words, if all the audio after it is the silence that closed the
+        utterance (so decoding the whole window again would hear nothing new)."""
+        early = self.early_final
+        silence_from = len(self.audio) - int(self.trailing_silence * SAMPLE_RATE)
+        if early is None or early.audio_start != self.audio_start or early.samples < silence_from:
+            return None
+        return early.words
 
 
 class LiveTranscriber:
@@ -156,7 +185,7 @@ class LiveTranscriber:
     def finalize_utterance(self) -> None:
         """Close the open utterance now (a client's 'finalize'): its final comes next."""
         if self._open is not None:
-            self._close(self._segmenter.time)
+            self._close(self._segmenter.time, self._segmenter.trailing_silence)
 
     async def finish(self) -> None:
         """End of audio: close the last utterance, wait for every decode, publish StreamDone."""
@@ -195,13 +224,15 @@ class LiveTranscriber:
                 self._open.audio = np.concatenate([self._open.audio, event.samples])
                 self._open.waiting_since = self._open.waiting_since or time.monotonic()
                 self.speech_seconds += len(event.samples) / SAMPLE_RATE
+            elif isinstance(event, SpeechPause) and self._open is not None:
+                self._open.pause_samples = len(self._open.audio)
             elif isinstance(event, SpeechEnd) and self._open is not None:
-                self._close(event.time)
+                self._close(event.time, event.trailing_silence)
         self._kick()
 
-    def _close(self, end: float) -> None:
+    def _close(self, end: float, trailing_silence: float) -> None:
         utterance, self._open = self._open, None
-        utterance.end = end
+        utterance.end, utterance.trailing_silence = end, trailing_silence
         utterance.waiting_since = utterance.waiting_since or time.monotonic()
         self._closed.append(utterance)
         self._publish(SpeechStopped(time=end))
@@ -214,6 +245,8 @@ class LiveTranscriber:
             self._worker = asyncio.ensure_future(self._work())
 
     def _partial_due(self, utterance: _Utterance) -> bool:
+        if utterance.early_final_due():
+            return True
         needed = self.options.step_s if utterance.decoded_samples else self.options.min_first_decode_s
         return utterance.undecoded_seconds() >= needed
 
@@ -266,7 +299,11 @@ class LiveTranscriber:
         return not invented and segment.compression_ratio <= self.options.max_compression_ratio
 
     async def _partial(self, utterance: _Utterance) -> None:
-        words = await self._run_decode(utterance, final=False)
+        early = utterance.early_final_due()
+        audio_start, samples = utterance.audio_start, len(utterance.audio)
+        words = await self._run_decode(utterance, final=early)
+        if early:
+            utterance.early_final = _FinalDecode(audio_start, samples, words)
         window_end = utterance.audio_end
         self._commit(utterance.agreement.update(words, lambda word: self._settled(word, window_end)))
         self._bound_window(utterance)
@@ -287,7 +324,9 @@ class LiveTranscriber:
 
     async def _final(self, utterance: _Utterance) -> None:
         if len(utterance.audio):
-            words = await self._run_decode(utterance, final=True)
+            words = utterance.reusable_final()
+            if words is None:
+                words = await self._run_decode(utterance, final=True)
             self._commit(utterance.agreement.commit_all(words))
         committed = utterance.agreement.committed
         text = _join(committed).strip()

@@ -25,12 +25,17 @@ class VadOptions:
     """Audio kept before the detected start, so the first syllable is not clipped."""
     hangover_ms: int = 500
     """Silence that ends an utterance (and the audio kept after the last voiced frame)."""
+    pause_ms: int = 240
+    """Silence after speech that announces a possible end (SpeechPause), so the utterance's final
+    decode can start before `hangover_ms` confirms it."""
 
     def __post_init__(self) -> None:
         if self.frame_ms not in (10, 20, 30):
             raise ValueError("frame_ms must be 10, 20 or 30")
         if not 0 <= self.aggressiveness <= 3:
             raise ValueError("aggressiveness must be 0..3")
+        if not 0 < self.pause_ms <= self.hangover_ms:
+            raise ValueError("pause_ms must be positive and at most hangover_ms")
 
     @property
     def frame_samples(self) -> int:
@@ -52,11 +57,21 @@ class SpeechAudio:
 
 
 @dataclass(frozen=True)
-class SpeechEnd:
+class SpeechPause:
+    """`pause_ms` of silence so far: the utterance may end here (a SpeechEnd follows if the
+    silence lasts `hangover_ms`)."""
+
     time: float
 
 
-SegmentEvent = SpeechStart | SpeechAudio | SpeechEnd
+@dataclass(frozen=True)
+class SpeechEnd:
+    time: float
+    trailing_silence: float
+    """Seconds of non-speech at the end of the utterance's audio."""
+
+
+SegmentEvent = SpeechStart | SpeechAudio | SpeechPause | SpeechEnd
 
 
 class SpeechSegmenter:
@@ -82,6 +97,11 @@ class SpeechSegmenter:
     def in_speech(self) -> bool:
         return self._in_speech
 
+    @property
+    def trailing_silence(self) -> float:
+        """Seconds of non-speech since the open utterance's last voiced frame."""
+        return self._silent_frames * self.options.frame_ms / 1000 if self._in_speech else 0.0
+
     def push(self, pcm: np.ndarray) -> list[SegmentEvent]:
         self._pending = np.concatenate([self._pending, pcm.astype(np.float32, copy=False)])
         size = self.options.frame_samples
@@ -102,7 +122,7 @@ class SpeechSegmenter:
             events += self._frame(frame)
         if self._in_speech:
             self._in_speech = False
-            events.append(SpeechEnd(self.time))
+            events.append(SpeechEnd(self.time, self.trailing_silence))
         return _merge_audio(events)
 
     def _frame(self, frame: np.ndarray) -> list[SegmentEvent]:
@@ -127,9 +147,11 @@ class SpeechSegmenter:
     def _continue(self, frame: np.ndarray, start: float, voiced: bool) -> list[SegmentEvent]:
         self._silent_frames = 0 if voiced else self._silent_frames + 1
         events: list[SegmentEvent] = [SpeechAudio(start, frame)]
+        if self._silent_frames == self.options.frames(self.options.pause_ms):
+            events.append(SpeechPause(self.time))
         if self._silent_frames >= self.options.frames(self.options.hangover_ms):
+            events.append(SpeechEnd(self.time, self.trailing_silence))
             self._in_speech = False
-            events.append(SpeechEnd(self.time))
         return events
 
 

@@ -185,3 +185,50 @@ async def test_an_unsure_word_is_committed_only_with_more_audio_after_it():
     seconds, final = committed_by["brown"]
     assert final or seconds >= 3 * WORD_S + options.uncertain_margin_s
     assert committed_by["quick"][0] < seconds
+
+
+class LoggingDecoder(FakeDecoder):
+    """Writes each decode into the event log, to see when it ran."""
+
+    def __init__(self, log: list):
+        super().__init__()
+        self.log = log
+
+    async def __call__(self, audio, prompt, *, final, deadline):
+        self.log.append(("decode", len(audio) / SAMPLE_RATE, final))
+        return await super().__call__(audio, prompt, final=final, deadline=deadline)
+
+
+async def test_the_final_decode_starts_at_the_pause_and_is_not_repeated():
+    log = []
+    await feed(LiveTranscriber(LoggingDecoder(log), log.append, StreamOptions(step_s=0.3)), utterance_audio(2.5))
+    finals = [i for i, e in enumerate(log) if isinstance(e, tuple) and e[2]]
+    stopped = next(i for i, e in enumerate(log) if type(e).__name__ == "SpeechStopped")
+    done = next(e for e in log if isinstance(e, UtteranceDone))
+    assert len(finals) == 1 and finals[0] < stopped, "decoded once, before the silence was confirmed"
+    assert done.text.split() == SCRIPT[: int(2.5 / WORD_S)]
+
+
+async def test_a_pause_inside_an_utterance_serves_as_a_partial():
+    log = []
+    rng = np.random.default_rng(4)
+    audio = np.concatenate([silence(0.5), voice(1.2, rng), silence(0.42), voice(1.2, rng), silence(1.0)])
+    await feed(LiveTranscriber(LoggingDecoder(log), log.append, StreamOptions(step_s=0.3)), audio)
+    final_windows = [seconds for kind, seconds, final in (e for e in log if isinstance(e, tuple)) if final]
+    (done,) = [e for e in log if isinstance(e, UtteranceDone)]
+    assert len(final_windows) == 2 and final_windows[0] < final_windows[1], "one at each pause, none after the end"
+    assert len(done.text.split()) > len(SCRIPT[: int(final_windows[0] / WORD_S)])
+
+
+async def test_a_final_requested_mid_speech_decodes_the_whole_window():
+    log = []
+    transcriber = LiveTranscriber(LoggingDecoder(log), log.append, StreamOptions(step_s=0.3))
+    rng = np.random.default_rng(5)
+    for chunk in np.split(np.concatenate([silence(0.5), voice(1.2, rng), silence(0.42), voice(0.88, rng)]), 30):
+        transcriber.push(chunk)
+        await asyncio.sleep(0.001)
+    transcriber.finalize_utterance()
+    await transcriber.finish()
+    final_windows = [seconds for kind, seconds, final in (e for e in log if isinstance(e, tuple)) if final]
+    assert len(final_windows) == 2, "the pause's decode, then the whole window"
+    assert final_windows[1] >= final_windows[0] + 0.9

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from stream_server.audio import SAMPLE_RATE
-from stream_server.vad.segmenter import SpeechAudio, SpeechEnd, SpeechSegmenter, SpeechStart, VadOptions
+from stream_server.vad.segmenter import SpeechAudio, SpeechEnd, SpeechPause, SpeechSegmenter, SpeechStart, VadOptions
 
 
 def voice(seconds: float, rng: np.random.Generator) -> np.ndarray:
@@ -51,9 +51,22 @@ def test_a_long_pause_splits_utterances_and_a_short_one_does_not():
     assert sum(isinstance(e, SpeechStart) for e in events) == 2
 
 
+def test_a_pause_is_announced_before_the_end_it_may_become():
+    rng = np.random.default_rng(1)
+    audio = np.concatenate([voice(1, rng), silence(0.42), voice(1, rng), silence(1.0)])
+    events = run(SpeechSegmenter(), audio, 1600)
+    pauses = [e for e in events if isinstance(e, SpeechPause)]
+    (end,) = [e for e in events if isinstance(e, SpeechEnd)]
+    options = VadOptions()
+    assert len(pauses) == 2, "one inside the utterance, one where it ends"
+    assert end.time - pauses[-1].time == pytest.approx((options.hangover_ms - options.pause_ms) / 1000, abs=0.031)
+    assert end.trailing_silence == pytest.approx(options.hangover_ms / 1000, abs=0.031)
+
+
 def test_flush_closes_an_open_utterance():
     events = run(SpeechSegmenter(), voice(1.0, np.random.default_rng(2)), 1600)
     assert isinstance(events[-1], SpeechEnd)
+    assert events[-1].trailing_silence < 0.1
 
 
 def test_options_are_checked():
@@ -61,3 +74,5 @@ def test_options_are_checked():
         VadOptions(frame_ms=25)
     with pytest.raises(ValueError):
         VadOptions(aggressiveness=4)
+    with pytest.raises(ValueError):
+        VadOptions(pause_ms=600, hangover_ms=500)
