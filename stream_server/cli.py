@@ -84,6 +84,13 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "[STREAM_SERVER_PACK_WINDOWS]",
     )
     serve.add_argument(
+        "--unsure-word-wait",
+        type=float,
+        default=default("UNSURE_WORD_WAIT", defaults.unsure_word_wait_s),
+        help="seconds of audio after a word Whisper is unsure of before it is committed: lower "
+        "commits sooner, at some accuracy [STREAM_SERVER_UNSURE_WORD_WAIT]",
+    )
+    serve.add_argument(
         "--api-key",
         action="append",
         dest="api_keys",
@@ -155,7 +162,7 @@ def _listed(values: list[str] | None, env: Mapping[str, str], name: str) -> tupl
     return tuple(item.strip() for item in items if item.strip())
 
 
-def _at_least(floor: int, value: int, flag: str) -> int:
+def _at_least(floor: float, value: float, flag: str) -> float:
     if value < floor:
         raise ValueError(f"{flag} must be at least {floor}, not {value}")
     return value
@@ -200,6 +207,7 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Sett
         target_utilisation=_utilisation(float(args.target_utilisation)),
         estimate_capacity=args.estimate_capacity,
         pack_windows=args.pack_windows,
+        unsure_word_wait_s=_at_least(0.0, float(args.unsure_word_wait), "--unsure-word-wait"),
         api_keys=api_keys,
         admin_keys=admin_keys,
         key_balances=balances,

@@ -63,6 +63,9 @@ class Settings:
     (engine/packing.py; the measurements behind the default are in BENCHMARKS.md)."""
     stream_step_s: float = 0.6
     """A live stream's open utterance is decoded again after this much new speech."""
+    unsure_word_wait_s: float = 3.0
+    """Audio that must follow a word Whisper is unsure of before it is committed (the p95 commit
+    latency against a little accuracy: BENCHMARKS.md, "How long an unsure word waits")."""
     vad_aggressiveness: int = 2
     """webrtcvad mode for live streams, 0..3."""
     idle_timeout_s: float = 30.0

@@ -154,6 +154,12 @@ def test_capacity_flags_and_their_environment_twins():
     assert not settings_for([], {"STREAM_SERVER_NO_CAPACITY_ESTIMATE": "1"}).estimate_capacity
 
 
+def test_the_unsure_word_wait_is_a_setting():
+    assert settings_for([]).unsure_word_wait_s == 3.0
+    assert settings_for(["--unsure-word-wait", "1.5"]).unsure_word_wait_s == 1.5
+    assert settings_for([], {"STREAM_SERVER_UNSURE_WORD_WAIT": "2"}).unsure_word_wait_s == 2.0
+
+
 def test_window_packing_is_on_unless_turned_off_by_flag_or_environment():
     assert settings_for([]).pack_windows
     assert not settings_for(["--no-pack-windows"]).pack_windows

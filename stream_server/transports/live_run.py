@@ -54,7 +54,11 @@ class LiveRun:
 
 def stream_options(app: web.Application) -> StreamOptions:
     settings = app[SETTINGS]
-    return StreamOptions(step_s=settings.stream_step_s, vad=VadOptions(aggressiveness=settings.vad_aggressiveness))
+    return StreamOptions(
+        step_s=settings.stream_step_s,
+        uncertain_margin_s=settings.unsure_word_wait_s,
+        vad=VadOptions(aggressiveness=settings.vad_aggressiveness),
+    )
 
 
 async def start_live_run(
