@@ -33,7 +33,7 @@ first pass's text) fill half of them: a longer cap fails the call."""
 @dataclass(frozen=True)
 class PackOptions:
     gap_s: float = 1.0
-    """Silence between two windows."""
+    """Silence between two windows (0.5 s and 2 s did worse, same measurement as `prompt`)."""
     gap_noise: float = 0.003
     """RMS of the white noise that fills a gap (about -50 dBFS). Digital silence looks like the
     padding after the end of the audio, and Whisper tends to stop there."""
@@ -43,7 +43,8 @@ class PackOptions:
     """Most windows in one call."""
     prompt: bool = False
     """Condition the call on the first window's prompt. Off: that stream's context misleads the
-    decoder on the other streams' speech (measured, BENCHMARKS.md)."""
+    decoder on the other streams' speech (partial-window WER 14.2 % unprompted, 23.1 % with it;
+    BENCHMARKS.md, "Packed windows against the same windows alone")."""
 
 
 @dataclass(frozen=True, eq=False)

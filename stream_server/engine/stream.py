@@ -247,6 +247,8 @@ class LiveTranscriber:
     def _partial_due(self, utterance: _Utterance) -> bool:
         if utterance.early_final_due():
             return True
+        if self._segmenter.trailing_silence * 1000 >= self.options.vad.pause_ms / 2:
+            return False  # the speaker paused: keep the decoder free for the pause's final decode
         needed = self.options.step_s if utterance.decoded_samples else self.options.min_first_decode_s
         return utterance.undecoded_seconds() >= needed
 
