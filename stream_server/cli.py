@@ -10,6 +10,7 @@ import socket
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -18,6 +19,7 @@ from stream_server.settings import MEGABYTE, Settings, default_data_dir
 
 ENV_PREFIX = "STREAM_SERVER_"
 log = logging.getLogger("stream_server")
+Number = TypeVar("Number", int, float)
 
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -162,7 +164,7 @@ def _listed(values: list[str] | None, env: Mapping[str, str], name: str) -> tupl
     return tuple(item.strip() for item in items if item.strip())
 
 
-def _at_least(floor: float, value: float, flag: str) -> float:
+def _at_least(floor: Number, value: Number, flag: str) -> Number:
     if value < floor:
         raise ValueError(f"{flag} must be at least {floor}, not {value}")
     return value
