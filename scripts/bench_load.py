@@ -39,7 +39,6 @@ import statistics
 import sys
 import tempfile
 import time
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +52,7 @@ from feed import Feed, rotations  # noqa: E402
 
 from stream_server.audio import SAMPLE_RATE  # noqa: E402  (bench_stream put the repo on the path)
 from stream_server.audio.decode import decode_file  # noqa: E402
+from stream_server.audio.wav import wav_bytes  # noqa: E402
 
 LAG_GROWTH_S = 1.0
 """Lag grows when a stream's median commit latency over its last quarter of words exceeds that
@@ -209,11 +209,7 @@ def excerpt_reference(audio: np.ndarray, model: str) -> str:
     """faster-whisper's offline transcript of the excerpt (beam 5, VAD), as the reference."""
     folder = Path(tempfile.mkdtemp(prefix="bench-load-ref-"))
     path = folder / "excerpt.wav"
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    path.write_bytes(wav_bytes(audio))
     return offline_text(path, model, folder)
 
 

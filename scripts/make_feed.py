@@ -15,7 +15,6 @@ import argparse
 import csv
 import random
 import sys
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from stream_server.audio import SAMPLE_RATE  # noqa: E402
 from stream_server.audio.decode import decode_file  # noqa: E402
+from stream_server.audio.wav import wav_bytes  # noqa: E402
 
 AUDIO = REPO.parent / "shared" / "audio"
 
@@ -51,15 +51,11 @@ def main() -> None:
     parts = [np.zeros(SAMPLE_RATE // 2, np.float32)]
     for clip, gap in zip(clips, gaps):
         parts += [decode_file((AUDIO / clip).read_bytes()), np.zeros(int(gap * SAMPLE_RATE), np.float32)]
-    pcm = (np.clip(np.concatenate(parts), -1.0, 1.0) * 32767).astype("<i2")
-    with wave.open(str(args.out), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes(pcm.tobytes())
+    audio = np.concatenate(parts)
+    args.out.write_bytes(wav_bytes(audio))
     reference = " ".join(manifest[clip]["reference_transcript"] for clip in clips)
     args.out.with_suffix(".txt").write_text(reference + "\n")
-    print(f"{args.out}: {len(pcm) / SAMPLE_RATE:.1f} s, {len(clips)} clips")
+    print(f"{args.out}: {len(audio) / SAMPLE_RATE:.1f} s, {len(clips)} clips")
 
 
 if __name__ == "__main__":

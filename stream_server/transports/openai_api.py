@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import time
 import uuid
-import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -13,7 +11,6 @@ import numpy as np
 from aiohttp import web
 from aiohttp.helpers import parse_mimetype
 
-from stream_server.audio import SAMPLE_RATE
 
 from stream_server.decoder.whisper import MAX_TEMPERATURE, TranscribeOptions
 from stream_server.errors import InvalidRequest, NotFound
@@ -25,6 +22,7 @@ from stream_server.transports.appkeys import SERVICE, SETTINGS, TRANSCRIBER
 from stream_server.transports.audio_input import audio_from_form
 from stream_server.transports.auth import principal_of
 from stream_server.audio.live import RawFormat, container_pcm, raw_pcm
+from stream_server.audio.wav import wav_bytes
 from stream_server.transports.forms import (
     Form,
     body_chunks,
@@ -297,14 +295,3 @@ def raw_format(content_type: str) -> RawFormat | None:
         return RawFormat(encoding, int(params.get("rate", default_rate)), int(params.get("channels", 1)))
     except ValueError:
         raise InvalidRequest(f"bad rate or channels in Content-Type '{content_type}'", param="Content-Type") from None
-
-
-def wav_bytes(audio: np.ndarray) -> bytes:
-    """16 kHz mono float32 as a WAV file, so buffered raw audio takes the file path."""
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(SAMPLE_RATE)
-        wav.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
-    return buffer.getvalue()

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
 import socket
 import time
 import urllib.request
-import wave
 from dataclasses import replace
 
 import numpy as np
@@ -19,6 +17,7 @@ from aiohttp import FormData
 from stream_server.app import create_app
 from stream_server.errors import InvalidRequest
 from stream_server.audio import SAMPLE_RATE
+from stream_server.audio.wav import wav_bytes
 from stream_server.metered import MeteredTranscriber
 from stream_server.settings import Settings
 from stream_server.transports import openai_api
@@ -72,16 +71,6 @@ def multipart_body(file: bytes, model: str = "whisper-1") -> bytes:
 
 def jfk() -> bytes:
     return audio_path("en_jfk_16k.wav").read_bytes()
-
-
-def wav_bytes(samples: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
-    return buffer.getvalue()
 
 
 @pytest.fixture
