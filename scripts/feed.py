@@ -25,19 +25,29 @@ class Feed:
     reference: str
 
 
+def feed_clips(path: Path) -> list[dict[str, str]]:
+    """The feed's clips in order: `start` and `end` in the feed (seconds) and `source` file."""
+    with open(path.with_suffix(".segments.tsv")) as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def clip_texts(folder: Path) -> dict[str, str]:
+    """Reference transcript per audio file, from the folder's manifest."""
+    with open(folder / "manifest.tsv") as f:
+        return {row["file"]: row["reference_transcript"] for row in csv.DictReader(f, delimiter="\t")}
+
+
 def rotations(path: Path, count: int) -> list[Feed]:
     """`count` rotations of the feed at `path`: the i-th starts at clip i (modulo the clips)."""
     audio = decode_file(path.read_bytes())
-    with open(path.with_suffix(".segments.tsv")) as f:
-        clips = list(csv.DictReader(f, delimiter="\t"))
-    with open(path.parent / "manifest.tsv") as f:
-        texts = {row["file"]: row["reference_transcript"] for row in csv.DictReader(f, delimiter="\t")}
+    clips_in_feed, texts = feed_clips(path), clip_texts(path.parent)
     cuts = [0] + [
-        int((float(before["end"]) + float(after["start"])) / 2 * SAMPLE_RATE) for before, after in zip(clips, clips[1:])
+        int((float(before["end"]) + float(after["start"])) / 2 * SAMPLE_RATE)
+        for before, after in zip(clips_in_feed, clips_in_feed[1:])
     ]
-    references = [texts[clip["source"]] for clip in clips]
+    references = [texts[clip["source"]] for clip in clips_in_feed]
     feeds = []
     for i in range(count):
-        k = i % len(clips)
+        k = i % len(clips_in_feed)
         feeds.append(Feed(np.concatenate([audio[cuts[k] :], audio[: cuts[k]]]), " ".join(references[k:] + references[:k])))
     return feeds

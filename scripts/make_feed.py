@@ -12,7 +12,6 @@ folder's manifest, the layout `simulate_stream.py` and `bench_stream.py` expect.
 from __future__ import annotations
 
 import argparse
-import csv
 import random
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ sys.path.insert(0, str(REPO))
 from stream_server.audio import SAMPLE_RATE  # noqa: E402
 from stream_server.audio.decode import decode_file  # noqa: E402
 from stream_server.audio.wav import wav_bytes  # noqa: E402
+from scripts.feed import clip_texts, feed_clips  # noqa: E402
 
 AUDIO = REPO.parent / "shared" / "audio"
 
@@ -37,9 +37,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    manifest = {row["file"]: row for row in csv.DictReader((AUDIO / "manifest.tsv").open(), delimiter="\t")}
-    segments = (AUDIO / "en_dev_feed_16k.segments.tsv").read_text().splitlines()[1:]
-    clips = [line.split("\t")[2] for line in segments]
+    texts = clip_texts(AUDIO)
+    clips = [clip["source"] for clip in feed_clips(AUDIO / "en_dev_feed_16k.wav")]
     rng = random.Random(args.seed)
     if args.order == "reversed":
         clips.reverse()
@@ -53,7 +52,7 @@ def main() -> None:
         parts += [decode_file((AUDIO / clip).read_bytes()), np.zeros(int(gap * SAMPLE_RATE), np.float32)]
     audio = np.concatenate(parts)
     args.out.write_bytes(wav_bytes(audio))
-    reference = " ".join(manifest[clip]["reference_transcript"] for clip in clips)
+    reference = " ".join(texts[clip] for clip in clips)
     args.out.with_suffix(".txt").write_text(reference + "\n")
     print(f"{args.out}: {len(audio) / SAMPLE_RATE:.1f} s, {len(clips)} clips")
 
