@@ -27,6 +27,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 
+import ctranslate2
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -51,9 +53,11 @@ class Costs:
     piece: float
     """Added per window beyond the first in a packed call."""
 
-    def of(self, fn: Callable, args: tuple) -> float:
+    def of(self, fn: Callable, args: tuple, model_calls: int = 1) -> float:
+        """A call's cost; a packed one made `model_calls` model calls: its pass, then a final's
+        piece it decoded again alone."""
         if fn is decode_packed:
-            return self.partial + self.piece * (len(args[1]) - 1)
+            return self.partial + self.piece * (len(args[1]) - 1) + self.final * (model_calls - 1)
         return self.final if args[1].fallback else self.partial  # finals are the decodes with a hotter retry
 
 
@@ -79,12 +83,23 @@ class VirtualExecutor(Executor):
         self._order = itertools.count()
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
-        cost = self.costs.of(fn, args)
-        self.busy_seconds += cost
-        self.calls += 1
         future: Future = Future()
         started = time.perf_counter()
-        result = fn(*args, **kwargs)
+        model_calls = 0
+        if fn is decode_packed:
+            transcribe = args[0]
+
+            def counted(*call_args):
+                nonlocal model_calls
+                model_calls += 1
+                return transcribe(*call_args)
+
+            result = fn(counted, *args[1:], **kwargs)
+        else:
+            result = fn(*args, **kwargs)
+        cost = self.costs.of(fn, args, model_calls)
+        self.busy_seconds += cost
+        self.calls += 1
         if self.log is not None:
             self.log.append((fn, args, result, time.perf_counter() - started))
         heapq.heappush(self._pending, (self.clock.now + cost, next(self._order), future, result))
@@ -226,6 +241,7 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=PackOptions.max_seconds)
     parser.add_argument("--prompt", action="store_true", help="packed calls get their first window's prompt")
     parser.add_argument("--alone", action="store_true", help="also decode each of the N feeds as the only stream (the single-stream WER)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the hotter retries' sampling, set before each run")
     args = parser.parse_args()
     model = load_model(Settings(data_dir=Path("/tmp/stream-server-sim"), model=args.model))
     costs = Costs(args.partial_cost, args.final_cost, args.piece_cost)
@@ -233,12 +249,17 @@ def main() -> None:
     modes = {"on": [packing], "off": [None], "both": [None, packing]}[args.packing]
     print(f"{args.slots} slots; costs: partial {costs.partial:g} s, final {costs.final:g} s, +{costs.piece:g} s per packed window; {packing}")
     print(HEADER)
+
+    def run(feeds: list[Feed], mode: PackOptions | None, stagger: float) -> Outcome:
+        ctranslate2.set_random_seed(args.seed)  # each run samples its retries alike
+        return asyncio.run(simulate(model, feeds, args.slots, mode, costs, stagger))
+
     for n in args.streams:
         feeds = rotations(args.audio, n)
         for mode in modes:
-            print(asyncio.run(simulate(model, feeds, args.slots, mode, costs, args.stagger)).row(), flush=True)
+            print(run(feeds, mode, args.stagger).row(), flush=True)
         if args.alone:
-            alone = [asyncio.run(simulate(model, [feed], args.slots, None, costs, 0.0)) for feed in feeds]
+            alone = [run([feed], None, 0.0) for feed in feeds]
             words = [len(feed.reference.split()) for feed in feeds]
             pooled = sum(o.wer_pooled * w for o, w in zip(alone, words)) / sum(words)
             print(f"the {n} feeds each decoded as the only stream: WER pooled {pooled:.2%}, per feed {' '.join(f'{o.wer_pooled:.1%}' for o in alone)}")

@@ -5,9 +5,10 @@ order); file transcriptions take the capacity the live streams leave. A stream n
 decodes queued: its engine awaits one before asking again, so a late stream decodes a longer,
 newer window instead of falling further behind.
 
-With packing on, a live window that a slot takes shares its model call with the other queued
-windows that fit beside it (engine/packing.py): under load, several streams cost one call.
-Nothing waits for company: a window that finds a free slot runs alone.
+With packing on, a live window (a partial or an utterance's final) that a slot takes shares its
+model call with the other queued windows that fit beside it (engine/packing.py): under load,
+several streams cost one call. Nothing waits for company: a window that finds a free slot runs
+alone.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ class DecodeScheduler:
 
     def _companions(self, lead: _Job) -> list[_Job]:
         """Take the queued windows that share the lead window's call off the queue."""
-        if lead.window is None or self.packing is None:
+        if lead.window is None or lead.window.key is None or self.packing is None:
             return []
         candidates = [
             job
