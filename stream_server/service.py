@@ -15,7 +15,7 @@ from stream_server.audio.decode import decode_file
 from stream_server.decoder.results import Transcription
 from stream_server.decoder.whisper import SpeechModel, TranscribeOptions
 from stream_server.engine.packing import PackOptions
-from stream_server.engine.scheduler import BATCH, DecodeScheduler
+from stream_server.engine.scheduler import BATCH, LIVE, DecodeScheduler
 from stream_server.engine.stream import WindowDecoder
 from stream_server.errors import NotReady
 
@@ -63,15 +63,20 @@ class TranscriptionService:
     def window_decoder(self, model: SpeechModel, language: str | None) -> WindowDecoder:
         """What a live stream decodes its windows with. Without a language, the first final
         decode detects it and the stream keeps it: detecting on every short window of a
-        multilingual model guesses wrong often enough to ruin the transcript. Its windows,
-        partials and finals alike, may share calls with other streams' (the scheduler's packing)."""
+        multilingual model guesses wrong often enough to ruin the transcript. Partials may be
+        packed with other streams' (the scheduler's packing); a final is decoded alone."""
         pinned = language or (None if model.is_multilingual else "en")
 
         async def decode(audio, prompt: str | None, *, final: bool, deadline: float) -> Transcription:
             nonlocal pinned
             seconds = len(audio) / SAMPLE_RATE
             options = window_options(pinned, prompt, final=final, seconds=seconds)
-            result = await self.scheduler.run_window(model.transcribe, audio, options, deadline=deadline)
+            if final:
+                result = await self.scheduler.run(
+                    model.transcribe, audio, options, priority=LIVE, deadline=deadline, audio_seconds=seconds
+                )
+            else:
+                result = await self.scheduler.run_window(model.transcribe, audio, options, deadline=deadline)
             if pinned is None and final:
                 pinned = result.language
             return result

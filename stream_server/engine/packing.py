@@ -5,11 +5,6 @@ reads a 30 s window. Windows laid end to end with silence between them are decod
 word timestamps, and each window gets back the words that start inside it, timed from its own
 start, as if it had been decoded alone. A word that lies in a gap belongs to no window and is
 dropped.
-
-A packed call is one greedy pass. An utterance's final window (one whose options ask for
-Whisper's hotter retries) that the pass got wrong by Whisper's own measures is decoded again
-alone, with its own prompt and retries: a failure in one window costs that window a second
-call, not the whole pack.
 """
 
 from __future__ import annotations
@@ -30,11 +25,6 @@ Transcribe = Callable[[np.ndarray, TranscribeOptions], Transcription]
 EDGE_S = 0.25
 """A word starting this close to a piece, in the gap, is still the piece's: Whisper times a
 piece's first word a little early and stretches its last one into the silence after it."""
-FAILED_COMPRESSION_RATIO = 2.4
-FAILED_AVG_LOGPROB = -1.0
-SILENT_NO_SPEECH_PROB = 0.6
-"""faster-whisper's defaults: a pass whose text compresses better than 2.4 (a loop), or whose
-average log-probability is below -1 while it hears speech, is retried hotter."""
 MAX_PACK_TOKENS = 220
 """Whisper's decoder holds 448 tokens and faster-whisper lets a prompt (on a second pass, the
 first pass's text) fill half of them: a longer cap fails the call."""
@@ -70,12 +60,12 @@ class Window:
 
     @property
     def key(self) -> TranscribeOptions | None:
-        """Windows with equal keys may share a call: their options differ only in prompt, token
-        cap and hotter retries, which a packed call sets for all of them. None: the window's
-        language is to be detected, which one pass does once for all it holds, so it runs alone."""
+        """Windows with equal keys may share a call: their options differ only in prompt and
+        token cap, which a packed call sets for all of them. None: the window's language is
+        still to be detected, which one pass does once for all it holds, so it runs alone."""
         if self.options.language is None:
             return None
-        return replace(self.options, prompt=None, max_new_tokens=None, fallback=False)
+        return replace(self.options, prompt=None, max_new_tokens=None)
 
 
 @dataclass(frozen=True)
@@ -146,26 +136,9 @@ def decode_packed(transcribe: Transcribe, windows: Sequence[Window], options: Pa
             lead,
             prompt=lead.prompt if options.prompt else None,
             max_new_tokens=min(sum(caps), MAX_PACK_TOKENS) if all(caps) else MAX_PACK_TOKENS,
-            fallback=False,
         ),
     )
-    pieces = split(result, layout, [result.prompt_tokens] + [0] * (len(windows) - 1))
-    return [
-        transcribe(window.audio, window.options) if window.options.fallback and failed(piece) else piece
-        for window, piece in zip(windows, pieces)
-    ]
-
-
-def failed(piece: Transcription) -> bool:
-    """Whether Whisper would retry this piece's pass hotter; a piece with no words failed too
-    (the VAD heard speech in it, the pass skipped it)."""
-    if not piece.words:
-        return True
-    return any(
-        s.compression_ratio > FAILED_COMPRESSION_RATIO
-        or (s.avg_logprob < FAILED_AVG_LOGPROB and s.no_speech_prob <= SILENT_NO_SPEECH_PROB)
-        for s in piece.segments
-    )
+    return split(result, layout, [result.prompt_tokens] + [0] * (len(windows) - 1))
 
 
 def split(result: Transcription, layout: Layout, prompt_tokens: Sequence[int]) -> list[Transcription]:

@@ -5,10 +5,9 @@ order); file transcriptions take the capacity the live streams leave. A stream n
 decodes queued: its engine awaits one before asking again, so a late stream decodes a longer,
 newer window instead of falling further behind.
 
-With packing on, a live window (a partial or an utterance's final) that a slot takes shares its
-model call with the other queued windows that fit beside it (engine/packing.py): under load,
-several streams cost one call. Nothing waits for company: a window that finds a free slot runs
-alone.
+With packing on, a live window that a slot takes shares its model call with the other queued
+windows that fit beside it (engine/packing.py): under load, several streams cost one call.
+Nothing waits for company: a window that finds a free slot runs alone.
 """
 
 from __future__ import annotations

@@ -93,26 +93,6 @@ def test_statistics_are_the_pieces_own_where_one_pass_allows():
     assert looping.segments[0].no_speech_prob == 0.3  # a pass has one no-speech probability
 
 
-def test_a_final_the_packed_pass_got_wrong_is_decoded_again_alone_with_its_own_options():
-    calls: list[tuple[float, str | None, bool]] = []
-
-    def transcribe(audio: np.ndarray, options) -> Transcription:
-        calls.append((len(audio) / SAMPLE_RATE, options.prompt, options.fallback))
-        if len(calls) > 1:  # a piece alone, with its retries
-            return Transcription("en", len(audio) / SAMPLE_RATE, (segment(0, word(0.1, 0.5, "clear")),))
-        # the packed pass: sure of the first piece, mumbling in the other two
-        return Transcription(
-            "en", 8.0, (segment(0, word(0.1, 0.5, "fine")), segment(0, word(3.1, 3.5, "mumble", 0.1)), segment(0, word(6.1, 6.5, "mumble", 0.1)))
-        )
-
-    def final(prompt: str) -> Window:
-        return Window(tone(2.0), window_options("en", prompt, final=True, seconds=2.0))
-
-    results = decode_packed(transcribe, [final("before a"), partial_window(tone(2.0)), final("before c")], PackOptions(gap_s=1.0))
-    assert [r.text for r in results] == ["fine", "mumble", "clear"]  # a partial has no retry: it is replaced within a step
-    assert calls == [(8.0, None, False), (2.0, "before c", True)]
-
-
 # The real model: pieces of different clips packed into one call.
 
 JFK = "en_jfk_16k.wav"  # "And so my fellow Americans, ask not what your country can do for you ..."

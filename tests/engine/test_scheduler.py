@@ -144,22 +144,23 @@ async def test_without_packing_each_window_is_its_own_call():
     assert scheduler.packed_decodes == 0
 
 
-async def test_finals_share_calls_but_a_window_that_detects_its_language_or_finds_a_free_slot_runs_alone():
+async def test_finals_other_options_windows_that_detect_their_language_and_a_window_with_a_free_slot_run_alone():
     model = ToneModel()
-    scheduler = DecodeScheduler(ThreadPoolExecutor(2), slots=1, packing=PackOptions(gap_s=1.0, gap_noise=0.0))
+    scheduler = DecodeScheduler(ThreadPoolExecutor(2), slots=1, packing=PackOptions())
     alone = await scheduler.run_window(model.transcribe, level(1), OPTIONS, deadline=0.0)
     assert alone.text == "w1" and model.calls == [(2.0, None)]  # nothing waits for company
     final = window_options("en", "before", final=True, seconds=2.0)
-    detecting = replace(OPTIONS, language=None)
     model.calls.clear()
     results = await with_the_slot_held(
         scheduler,
         lambda: [
-            asyncio.ensure_future(scheduler.run_window(model.transcribe, level(k), options, deadline=k))
-            for k, options in ((2, final), (3, detecting), (4, OPTIONS), (5, detecting))
+            asyncio.ensure_future(scheduler.run(model.transcribe, level(2), final, deadline=1.0)),
+            asyncio.ensure_future(scheduler.run_window(model.transcribe, level(3), replace(OPTIONS, language=None), deadline=2.0)),
+            asyncio.ensure_future(scheduler.run_window(model.transcribe, level(4), OPTIONS, deadline=3.0)),
+            asyncio.ensure_future(scheduler.run_window(model.transcribe, level(5), replace(OPTIONS, language=None), deadline=4.0)),
         ],
     )
     assert [r.text for r in results] == ["w2", "w3", "w4", "w5"]
-    # the final and the English partial share a call (no prompt); each detecting window runs alone
-    assert model.calls == [(5.0, None), (2.0, None), (2.0, None)]
-    assert (scheduler.packed_decodes, scheduler.packed_windows) == (1, 2)
+    # one pass detects one language: two windows that each need theirs do not share it
+    assert model.calls == [(2.0, "before"), (2.0, None), (2.0, None), (2.0, None)]
+    assert scheduler.packed_decodes == 0
