@@ -28,7 +28,6 @@ from pathlib import Path
 
 from simulate_load import REPO, Costs, simulate  # noqa: I001  (puts the repo on the path)
 
-import ctranslate2
 import jiwer
 from whisper_normalizer.english import EnglishTextNormalizer
 
@@ -119,7 +118,6 @@ def main() -> None:
     args = parser.parse_args()
     model = load_model(Settings(data_dir=Path("/tmp/stream-server-sim"), model=args.model))
     (feed,) = rotations(args.audio, 1)
-    ctranslate2.set_random_seed(0)  # the recorded stream's hotter retries sample alike each run
     partials, finals = record(model, feed)
     windows = finals if args.finals else partials
 

@@ -18,8 +18,6 @@ from pathlib import Path
 
 from simulate_load import REPO, Costs, simulate  # noqa: I001  (puts the repo on the path)
 
-import ctranslate2
-
 from scripts.bench_stream import percentile
 from scripts.feed import rotations
 from stream_server.app import load_model
@@ -37,9 +35,8 @@ def main() -> None:
     args = parser.parse_args()
     model = load_model(Settings(data_dir=Path("/tmp/stream-server-sim"), model=args.model, cpu_threads=args.threads))
     (feed,) = rotations(args.audio, 1)
-    ctranslate2.set_random_seed(args.seed)
     log: list = []
-    asyncio.run(simulate(model, [feed], 1, None, Costs(0.45, 0.6, 0.0), 0.0, log))
+    asyncio.run(simulate(model, [feed], 1, None, Costs(0.45, 0.6, 0.0), 0.0, log, seed=args.seed))
     print(f"{args.model}, {args.threads} thread(s), one stream over {args.audio.name}")
     for kind, final in (("partial", False), ("final", True)):  # finals are the decodes with a hotter retry
         calls = [

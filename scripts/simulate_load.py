@@ -163,8 +163,17 @@ HEADER = (
 
 
 async def simulate(
-    model, feeds: list[Feed], slots: int, packing: PackOptions | None, costs: Costs, stagger: float, log: list | None = None
+    model,
+    feeds: list[Feed],
+    slots: int,
+    packing: PackOptions | None,
+    costs: Costs,
+    stagger: float,
+    log: list | None = None,
+    seed: int = 0,
 ) -> Outcome:
+    """One run; `seed` fixes the hotter retries' sampling, so the same run gives the same words."""
+    ctranslate2.set_random_seed(seed)
     clock = Clock()
     stream_module.time = SimpleNamespace(monotonic=clock)  # the engine's deadlines and latencies on the virtual clock
     executor = VirtualExecutor(clock, costs, log)
@@ -240,8 +249,7 @@ def main() -> None:
     print(HEADER)
 
     def run(feeds: list[Feed], mode: PackOptions | None, stagger: float) -> Outcome:
-        ctranslate2.set_random_seed(args.seed)  # each run samples its retries alike
-        return asyncio.run(simulate(model, feeds, args.slots, mode, costs, stagger))
+        return asyncio.run(simulate(model, feeds, args.slots, mode, costs, stagger, seed=args.seed))
 
     for n in args.streams:
         feeds = rotations(args.audio, n)
