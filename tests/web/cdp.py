@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -69,11 +70,14 @@ class Browser:
 
     @classmethod
     async def launch(cls, executable: str, wav: Path) -> "Browser":
-        profile = tempfile.TemporaryDirectory(prefix="chromium-profile-")
+        # Chromium's helper processes write into the profile until they exit, so the whole
+        # process group is ended on close, and a file still left there fails no test.
+        profile = tempfile.TemporaryDirectory(prefix="chromium-profile-", ignore_cleanup_errors=True)
         process = subprocess.Popen(
             [executable, *launch_flags(wav, Path(profile.name)), "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         browser = cls(process, profile)
         try:
@@ -139,12 +143,19 @@ class Browser:
             await self._http.close()
         if self._reader is not None:
             self._reader.cancel()
-        self._process.terminate()
+        self._signal_group(signal.SIGTERM)
         try:
             await asyncio.get_running_loop().run_in_executor(None, self._process.wait, 10)
         except subprocess.TimeoutExpired:
-            self._process.kill()
+            pass
+        self._signal_group(signal.SIGKILL)
         self._profile.cleanup()
+
+    def _signal_group(self, signum: int) -> None:
+        try:
+            os.killpg(self._process.pid, signum)
+        except ProcessLookupError:
+            pass
 
 
 class Page:
