@@ -53,14 +53,14 @@ def record(model, feed: Feed) -> tuple[list[dict], list[dict]]:
     reference (a partial's: its utterance's final words that end inside it)."""
     log: list = []
     asyncio.run(simulate(model, [feed], 1, None, Costs(0.3, 0.45, 0.0), 0.0, log))
-    finals = [(args[0], result) for _, args, result, _ in log if args[1].fallback]  # finals are the decodes with a hotter retry
+    finals = [(args[0], result) for _, args, result, _, final in log if final]
     final_windows = [
         {"window": Window(*args), "solo": result, "utterance": i, "reference": ""}
-        for i, (_, args, result, _) in enumerate(entry for entry in log if entry[1][1].fallback)
+        for i, (_, args, result, _, _) in enumerate(entry for entry in log if entry[4])
     ]
     windows = []
-    for _, (audio, options), result, _ in log:
-        if options.fallback:
+    for _, (audio, options), result, _, final in log:
+        if final:
             continue
         matches = [i for i, (whole, _) in enumerate(finals) if len(whole) >= len(audio) and (whole[: len(audio)] == audio).all()]
         if not matches:  # a long utterance's window from before it was trimmed

@@ -6,8 +6,7 @@
 One stream replays the feed through the engine on the virtual clock (simulate_load.py), so the
 calls are the ones a live stream makes; each is timed for real, on `--threads` threads (default:
 what one of the server's default decode slots gets). Prints p50 / p90 / p95 / max wall seconds
-per kind and the slowest calls with their window length and the temperature Whisper ended at
-(above 0: hotter retries ran): where a stream's latency tail comes from.
+per kind and the slowest calls with their window length: where a stream's latency tail comes from.
 """
 
 from __future__ import annotations
@@ -30,27 +29,22 @@ def main() -> None:
     parser.add_argument("--audio", type=Path, default=REPO.parent / "shared" / "audio" / "en_dev_feed_16k.wav")
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--threads", type=int, default=Settings().threads_per_slot)
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the hotter retries' sampling")
     parser.add_argument("--slowest", type=int, default=5, help="slowest calls listed per kind")
     args = parser.parse_args()
     model = load_model(Settings(data_dir=Path("/tmp/stream-server-sim"), model=args.model, cpu_threads=args.threads))
     (feed,) = rotations(args.audio, 1)
     log: list = []
-    asyncio.run(simulate(model, [feed], 1, None, Costs(0.45, 0.6, 0.0), 0.0, log, seed=args.seed))
+    asyncio.run(simulate(model, [feed], 1, None, Costs(0.45, 0.6, 0.0), 0.0, log))
     print(f"{args.model}, {args.threads} thread(s), one stream over {args.audio.name}")
-    for kind, final in (("partial", False), ("final", True)):  # finals are the decodes with a hotter retry
-        calls = [
-            (wall, len(audio) / SAMPLE_RATE, max((s.temperature for s in result.segments), default=0.0))
-            for _, (audio, options), result, wall in log
-            if options.fallback == final
-        ]
-        walls = [wall for wall, _, _ in calls]
+    for kind, final in (("partial", False), ("final", True)):
+        calls = [(wall, len(args[0]) / SAMPLE_RATE) for _, args, _, wall, is_final in log if is_final == final]
+        walls = [wall for wall, _ in calls]
         print(
             f"{kind}: {len(calls)} calls, wall s p50 {percentile(walls, 50):.2f} p90 {percentile(walls, 90):.2f} "
             f"p95 {percentile(walls, 95):.2f} max {max(walls):.2f}, sum {sum(walls):.1f}"
         )
-        for wall, seconds, temperature in sorted(calls, reverse=True)[: args.slowest]:
-            print(f"    {wall:.2f} s for a {seconds:.1f} s window, ended at temperature {temperature:.1f}")
+        for wall, seconds in sorted(calls, reverse=True)[: args.slowest]:
+            print(f"    {wall:.2f} s for a {seconds:.1f} s window")
 
 
 if __name__ == "__main__":

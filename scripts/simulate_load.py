@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 
-import ctranslate2
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -39,7 +39,8 @@ from scripts.feed import Feed, rotations  # noqa: E402
 from stream_server.app import load_model  # noqa: E402
 from stream_server.audio import SAMPLE_RATE  # noqa: E402
 from stream_server.engine.packing import PackOptions, decode_packed  # noqa: E402
-from stream_server.engine.stream import LiveTranscriber, StreamOptions  # noqa: E402
+from stream_server.decoder.results import Transcription  # noqa: E402
+from stream_server.engine.stream import LiveTranscriber, StreamOptions, WindowDecoder  # noqa: E402
 from stream_server.events import Event, StreamDone  # noqa: E402
 from stream_server.service import TranscriptionService  # noqa: E402
 from stream_server.settings import Settings  # noqa: E402
@@ -54,10 +55,10 @@ class Costs:
     piece: float
     """Added per window beyond the first in a packed call."""
 
-    def of(self, fn: Callable, args: tuple) -> float:
+    def of(self, fn: Callable, args: tuple, final: bool) -> float:
         if fn is decode_packed:
             return self.partial + self.piece * (len(args[1]) - 1)
-        return self.final if args[1].fallback else self.partial  # finals are the decodes with a hotter retry
+        return self.final if final else self.partial
 
 
 class Clock:
@@ -70,7 +71,8 @@ class Clock:
 
 class VirtualExecutor(Executor):
     """Runs a call at once and completes its future when the virtual clock reaches its cost;
-    `log` (if given) collects every call's function, arguments, result and wall seconds."""
+    `log` (if given) collects every call's function, arguments, result, wall seconds and
+    whether it decoded an utterance's final window."""
 
     def __init__(self, clock: Clock, costs: Costs, log: list | None = None):
         self.clock = clock
@@ -80,16 +82,29 @@ class VirtualExecutor(Executor):
         self.calls = 0
         self._pending: list[tuple[float, int, Future, object]] = []
         self._order = itertools.count()
+        self._finals: dict[int, np.ndarray] = {}
+
+    def marking_finals(self, decode: WindowDecoder) -> WindowDecoder:
+        """`decode`, noting each final window so that its call is told from a partial's (they
+        take the same options): the window reaches `submit` as the same array."""
+
+        async def marked(audio: np.ndarray, prompt: str | None, *, final: bool, deadline: float) -> Transcription:
+            if final:
+                self._finals[id(audio)] = audio
+            return await decode(audio, prompt, final=final, deadline=deadline)
+
+        return marked
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
-        cost = self.costs.of(fn, args)
+        final = fn is not decode_packed and self._finals.pop(id(args[0]), None) is args[0]
+        cost = self.costs.of(fn, args, final)
         self.busy_seconds += cost
         self.calls += 1
         future: Future = Future()
         started = time.perf_counter()
         result = fn(*args, **kwargs)
         if self.log is not None:
-            self.log.append((fn, args, result, time.perf_counter() - started))
+            self.log.append((fn, args, result, time.perf_counter() - started, final))
         heapq.heappush(self._pending, (self.clock.now + cost, next(self._order), future, result))
         return future
 
@@ -170,10 +185,8 @@ async def simulate(
     costs: Costs,
     stagger: float,
     log: list | None = None,
-    seed: int = 0,
 ) -> Outcome:
-    """One run; `seed` fixes the hotter retries' sampling, so the same run gives the same words."""
-    ctranslate2.set_random_seed(seed)
+    """One run: live windows decode greedily, in one pass, so the same run gives the same words."""
     clock = Clock()
     stream_module.time = SimpleNamespace(monotonic=clock)  # the engine's deadlines and latencies on the virtual clock
     executor = VirtualExecutor(clock, costs, log)
@@ -185,7 +198,8 @@ async def simulate(
             if isinstance(event, StreamDone):
                 s.text, s.done_at = event.text, clock.now
 
-        s.transcriber = LiveTranscriber(service.window_decoder(model, "en"), publish, StreamOptions(), observer=s)
+        decode = executor.marking_finals(service.window_decoder(model, "en"))
+        s.transcriber = LiveTranscriber(decode, publish, StreamOptions(), observer=s)
     step = int(CHUNK_S * SAMPLE_RATE)
     while True:
         clock.now = max(clock.now, min([s.next_push for s in streams if not s.fed] + [executor.next_completion()]))
@@ -230,7 +244,7 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=Settings.decode_slots)
     parser.add_argument("--stagger", type=float, default=1.0)
     parser.add_argument("--partial-cost", type=float, default=0.45, help="virtual seconds per greedy partial call")
-    parser.add_argument("--final-cost", type=float, default=0.60, help="virtual seconds per final call (with its hotter retry)")
+    parser.add_argument("--final-cost", type=float, default=0.60, help="virtual seconds per final call (a whole utterance)")
     parser.add_argument("--piece-cost", type=float, default=0.10, help="virtual seconds per extra window in a packed call")
     parser.add_argument("--gap", type=float, default=PackOptions.gap_s)
     parser.add_argument("--gap-noise", type=float, default=PackOptions.gap_noise)
@@ -238,7 +252,6 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=PackOptions.max_seconds)
     parser.add_argument("--prompt", action="store_true", help="packed calls get their first window's prompt")
     parser.add_argument("--alone", action="store_true", help="also decode each of the N feeds as the only stream (the single-stream WER)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the hotter retries' sampling, set before each run")
     args = parser.parse_args()
     # the virtual executor makes one model call at a time: give it every core (only wall time changes)
     model = load_model(Settings(data_dir=Path("/tmp/stream-server-sim"), model=args.model, cpu_threads=os.cpu_count() or 1))
@@ -249,7 +262,7 @@ def main() -> None:
     print(HEADER)
 
     def run(feeds: list[Feed], mode: PackOptions | None, stagger: float) -> Outcome:
-        return asyncio.run(simulate(model, feeds, args.slots, mode, costs, stagger, seed=args.seed))
+        return asyncio.run(simulate(model, feeds, args.slots, mode, costs, stagger))
 
     for n in args.streams:
         feeds = rotations(args.audio, n)

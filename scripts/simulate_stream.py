@@ -5,7 +5,9 @@
 Real decodes, but time is simulated: audio 'arrives' at real-time pace on a virtual clock and
 each decode costs a fixed virtual time (measured on an idle 2-core machine), so the outcome
 (WER, commit latency) depends only on the policy, not on what else the machine is doing.
-A decode that fails (a repetition loop) is retried hotter, by sampling: `--seed` fixes it.
+Live windows decode in one pass; with `--final-retries N` a final that fails (a repetition
+loop) is retried up to N times hotter, by sampling: `--seed` fixes it. The finals' real decode
+times are reported too (their tail is what the retries cost).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from stream_server.app import load_model  # noqa: E402
 from stream_server.audio import SAMPLE_RATE  # noqa: E402
 from stream_server.audio.decode import decode_file  # noqa: E402
-from stream_server.service import window_options  # noqa: E402
+from stream_server.service import LIVE_HOTTER_RETRIES, window_options  # noqa: E402
 from stream_server.engine.stream import LiveTranscriber, StreamOptions  # noqa: E402
 from stream_server.events import StreamDone, TextCommitted, UtteranceDone  # noqa: E402
 from stream_server.settings import Settings  # noqa: E402
@@ -35,15 +38,22 @@ from scripts.bench_stream import percentile, wer  # noqa: E402
 CHUNK_S = 0.1
 
 
-async def simulate(model, audio: np.ndarray, options: StreamOptions, cost: tuple[float, float], beams: tuple[int, int]):
+async def simulate(
+    model, audio: np.ndarray, options: StreamOptions, cost: tuple[float, float], beams: tuple[int, int], final_retries: int
+):
     clock = {"now": 0.0, "decoding": 0.0}
     commits: list[float] = []
     finals: list[float] = []
+    final_walls: list[float] = []
     text = {}
 
     async def decode(window, prompt, *, final, deadline):
-        opts = replace(window_options("en", prompt, final=final, seconds=len(window) / SAMPLE_RATE), beam_size=beams[1] if final else beams[0])
+        opts = window_options("en", prompt, seconds=len(window) / SAMPLE_RATE)
+        opts = replace(opts, beam_size=beams[1], hotter_retries=final_retries) if final else replace(opts, beam_size=beams[0])
+        started = time.perf_counter()
         result = model.transcribe(window, opts)
+        if final:
+            final_walls.append(time.perf_counter() - started)
         clock["now"] += cost[1] if final else cost[0]
         clock["decoding"] += cost[1] if final else cost[0]
         return result
@@ -67,7 +77,7 @@ async def simulate(model, audio: np.ndarray, options: StreamOptions, cost: tuple
         for _ in range(3):
             await asyncio.sleep(0)  # let a due decode start (it runs to completion at once)
     await transcriber.finish()
-    return text["done"], commits, finals, clock["decoding"] / (len(audio) / SAMPLE_RATE)
+    return text["done"], commits, finals, final_walls, clock["decoding"] / (len(audio) / SAMPLE_RATE)
 
 
 def main() -> None:
@@ -83,6 +93,7 @@ def main() -> None:
     parser.add_argument("--final-cost", type=float, default=0.30, help="virtual seconds per final decode (0.45 for beam 5)")
     parser.add_argument("--partial-beam", type=int, default=1)
     parser.add_argument("--final-beam", type=int, default=1)
+    parser.add_argument("--final-retries", type=int, default=LIVE_HOTTER_RETRIES, help="hotter retries of a final that fails")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the hotter retries' sampling")
     parser.add_argument("--pause-ms", type=int, default=VadOptions.pause_ms, help="silence that starts the final decode early (= hangover: never)")
     args = parser.parse_args()
@@ -98,16 +109,20 @@ def main() -> None:
         uncertain_margin_s=args.uncertain_margin,
         vad=VadOptions(pause_ms=args.pause_ms),
     )
-    text, commits, finals, load = asyncio.run(
-        simulate(model, audio, options, (args.partial_cost, args.final_cost), (args.partial_beam, args.final_beam))
+    text, commits, finals, final_walls, load = asyncio.run(
+        simulate(
+            model, audio, options, (args.partial_cost, args.final_cost), (args.partial_beam, args.final_beam), args.final_retries
+        )
     )
     reference = args.audio.with_suffix(".txt").read_text()
     print(
         f"{args.audio.name} step {args.step} margins {args.commit_margin}/{args.uncertain_margin} "
-        f"p>={args.min_commit_probability} beams {args.partial_beam}/{args.final_beam} pause {args.pause_ms} ms seed {args.seed}: WER {wer(reference, text):.1%}  "
+        f"p>={args.min_commit_probability} beams {args.partial_beam}/{args.final_beam} final retries {args.final_retries} pause {args.pause_ms} ms seed {args.seed}: WER {wer(reference, text):.1%}  "
         f"commit p50 {percentile(commits, 50):.2f} p95 {percentile(commits, 95):.2f}  "
         f"final p50 {percentile(finals, 50):.2f} p95 {percentile(finals, 95):.2f}  "
-        f"decoding {load:.2f} s per audio s"
+        f"decoding {load:.2f} s per audio s  "
+        f"final decodes (real s) p50 {percentile(final_walls, 50):.2f} p95 {percentile(final_walls, 95):.2f} "
+        f"max {max(final_walls):.2f} sum {sum(final_walls):.1f}"
     )
 
 

@@ -28,21 +28,29 @@ LIVE_BEAM = 1
 finals were less accurate, not more (tiny.en 6.2 % vs 4.0 % WER, BENCHMARKS.md), and cost more."""
 
 
+LIVE_HOTTER_RETRIES = 0
+"""Live windows, partials and finals alike, decode in one pass, with no hotter retry when the
+result looks degenerate: streamed on four feeds, retried finals were no more accurate (mean WER
+5.0 % with Whisper's full schedule, 4.1 % with none), sampling made the text vary from run to
+run, and the retry chains were a stream's slowest decodes (BENCHMARKS.md, "A live final's
+hotter retries"). A partial is replaced within a step anyway, and a window's repetition loop is
+bounded by its token cap and dropped by the stream's compression check."""
+
+
 TOKENS_PER_SECOND_CAP = 8
 """Fast speech is about 4 tokens a second; a window's text beyond twice that is a repetition loop."""
 
 
-def window_options(language: str | None, prompt: str | None, *, final: bool, seconds: float) -> TranscribeOptions:
+def window_options(language: str | None, prompt: str | None, *, seconds: float) -> TranscribeOptions:
     """A live window of `seconds`: word timestamps for the agreement, no second VAD pass (the
-    stream's VAD already cut it), tokens capped by its length, greedy, and for partials a
-    single pass (no hotter retry), since a partial is replaced within a step."""
+    stream's VAD already cut it), tokens capped by its length, one greedy pass."""
     return TranscribeOptions(
         language=language,
         prompt=prompt,
         word_timestamps=True,
         beam_size=LIVE_BEAM,
         vad_filter=False,
-        fallback=final,
+        hotter_retries=LIVE_HOTTER_RETRIES,
         max_new_tokens=int(16 + TOKENS_PER_SECOND_CAP * min(seconds, 30.0)),
     )
 
@@ -70,7 +78,7 @@ class TranscriptionService:
         async def decode(audio, prompt: str | None, *, final: bool, deadline: float) -> Transcription:
             nonlocal pinned
             seconds = len(audio) / SAMPLE_RATE
-            options = window_options(pinned, prompt, final=final, seconds=seconds)
+            options = window_options(pinned, prompt, seconds=seconds)
             if final:
                 result = await self.scheduler.run(
                     model.transcribe, audio, options, priority=LIVE, deadline=deadline, audio_seconds=seconds

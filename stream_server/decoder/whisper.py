@@ -31,8 +31,10 @@ class TranscribeOptions:
     """Text the decoder is conditioned on (names, spelling, the text before)."""
     temperature: float = 0.0
     """First temperature of the fallback schedule; 0 is greedy/beam first."""
-    fallback: bool = True
-    """Re-decode hotter when the result looks degenerate; off, a decode costs one pass."""
+    hotter_retries: int | None = None
+    """Re-decode at most this many times, each TEMPERATURE_STEP hotter, while the result looks
+    degenerate (a repetition loop, a low log-probability). None: up to MAX_TEMPERATURE, Whisper's
+    own schedule; 0: one pass, so a decode costs one pass."""
     max_new_tokens: int | None = None
     """Cap on tokens per 30 s window: bounds a repetition loop's text and its cost."""
     word_timestamps: bool = False
@@ -109,7 +111,7 @@ class SpeechModel:
             audio,
             language=options.language,
             initial_prompt=options.prompt,
-            temperature=temperature_schedule(options.temperature) if options.fallback else options.temperature,
+            temperature=temperature_schedule(options.temperature, options.hotter_retries),
             word_timestamps=options.word_timestamps,
             beam_size=options.beam_size,
             vad_filter=options.vad_filter,
@@ -123,10 +125,12 @@ class SpeechModel:
         )
 
 
-def temperature_schedule(first: float) -> tuple[float, ...]:
-    """`first`, then hotter by TEMPERATURE_STEP, never past MAX_TEMPERATURE."""
-    steps = int((MAX_TEMPERATURE - first) / TEMPERATURE_STEP + 1e-9)  # floor, float-safe
-    return tuple(round(first + i * TEMPERATURE_STEP, 2) for i in range(max(steps, 0) + 1))
+def temperature_schedule(first: float, retries: int | None = None) -> tuple[float, ...]:
+    """`first`, then up to `retries` (None: any number) hotter by TEMPERATURE_STEP, never past MAX_TEMPERATURE."""
+    steps = max(int((MAX_TEMPERATURE - first) / TEMPERATURE_STEP + 1e-9), 0)  # floor, float-safe
+    if retries is not None:
+        steps = min(steps, retries)
+    return tuple(round(first + i * TEMPERATURE_STEP, 2) for i in range(steps + 1))
 
 
 def _segment(s) -> Segment:  # faster_whisper.transcribe.Segment

@@ -67,8 +67,8 @@ class StreamOptions:
     "Thanks.", a repeated sentence) fell there and no real one did."""
     max_compression_ratio: float = 2.4
     """A segment whose text compresses better than this is a repetition loop (". . . . .",
-    one phrase over and over), Whisper's own threshold for a failed decode: partials have no
-    hotter retry, so it is dropped."""
+    one phrase over and over), Whisper's own threshold for a failed decode: live windows have no
+    hotter retry (service.LIVE_HOTTER_RETRIES), so it is dropped."""
     vad: VadOptions = field(default_factory=VadOptions)
 
 

@@ -22,6 +22,20 @@ def test_temperature_schedule(first, schedule):
     assert temperature_schedule(first) == schedule
 
 
+@pytest.mark.parametrize(
+    "first, retries, schedule",
+    [
+        (0.0, 0, (0.0,)),
+        (0.0, 1, (0.0, 0.2)),
+        (0.3, 2, (0.3, 0.5, 0.7)),
+        (0.8, 3, (0.8, 1.0)),
+        (1.0, 1, (1.0,)),
+    ],
+)
+def test_temperature_schedule_with_retries_capped(first, retries, schedule):
+    assert temperature_schedule(first, retries) == schedule
+
+
 @pytest.mark.parametrize("tenths", range(11))
 def test_temperature_schedule_stays_in_range(tenths):
     schedule = temperature_schedule(tenths / 10)

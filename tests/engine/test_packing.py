@@ -101,7 +101,7 @@ SUIT = "en_LDC93S1.wav"  # "She had your dark suit in greasy wash water all year
 
 
 def partial_window(audio: np.ndarray) -> Window:
-    return Window(audio, window_options("en", None, final=False, seconds=len(audio) / SAMPLE_RATE))
+    return Window(audio, window_options("en", None, seconds=len(audio) / SAMPLE_RATE))
 
 
 def words_of(result: Transcription) -> list[str]:

@@ -101,7 +101,7 @@ def level(value: int, seconds: float = 2.0) -> np.ndarray:
     return np.full(int(seconds * SAMPLE_RATE), value / 10, np.float32)
 
 
-OPTIONS = window_options("en", None, final=False, seconds=2.0)
+OPTIONS = window_options("en", None, seconds=2.0)
 
 
 async def with_the_slot_held(scheduler: DecodeScheduler, submit) -> list:
@@ -149,7 +149,7 @@ async def test_finals_other_options_windows_that_detect_their_language_and_a_win
     scheduler = DecodeScheduler(ThreadPoolExecutor(2), slots=1, packing=PackOptions())
     alone = await scheduler.run_window(model.transcribe, level(1), OPTIONS, deadline=0.0)
     assert alone.text == "w1" and model.calls == [(2.0, None)]  # nothing waits for company
-    final = window_options("en", "before", final=True, seconds=2.0)
+    final = window_options("en", "before", seconds=2.0)
     model.calls.clear()
     results = await with_the_slot_held(
         scheduler,
