@@ -26,7 +26,7 @@ import random
 import time
 from pathlib import Path
 
-from simulate_load import REPO, Costs, simulate  # noqa: I001  (puts the repo on the path)
+from simulate_load import REPO, Call, Costs, simulate  # noqa: I001  (puts the repo on the path)
 
 import jiwer
 from whisper_normalizer.english import EnglishTextNormalizer
@@ -51,17 +51,18 @@ def kept_text(result: Transcription) -> str:
 def record(model, feed: Feed) -> tuple[list[dict], list[dict]]:
     """The partial and the final windows one stream decodes: window, solo result, utterance,
     reference (a partial's: its utterance's final words that end inside it)."""
-    log: list = []
+    log: list[Call] = []
     asyncio.run(simulate(model, [feed], 1, None, Costs(0.3, 0.45, 0.0), 0.0, log))
-    finals = [(args[0], result) for _, args, result, _, final in log if final]
+    finals = [(call.args[0], call.result) for call in log if call.final]
     final_windows = [
-        {"window": Window(*args), "solo": result, "utterance": i, "reference": ""}
-        for i, (_, args, result, _, _) in enumerate(entry for entry in log if entry[4])
+        {"window": Window(*call.args), "solo": call.result, "utterance": i, "reference": ""}
+        for i, call in enumerate(call for call in log if call.final)
     ]
     windows = []
-    for _, (audio, options), result, _, final in log:
-        if final:
+    for call in log:
+        if call.final:
             continue
+        (audio, options), result = call.args, call.result
         matches = [i for i, (whole, _) in enumerate(finals) if len(whole) >= len(audio) and (whole[: len(audio)] == audio).all()]
         if not matches:  # a long utterance's window from before it was trimmed
             continue

@@ -15,7 +15,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from simulate_load import REPO, Costs, simulate  # noqa: I001  (puts the repo on the path)
+from simulate_load import REPO, Call, Costs, simulate  # noqa: I001  (puts the repo on the path)
 
 from scripts.bench_stream import percentile
 from scripts.feed import rotations
@@ -33,11 +33,11 @@ def main() -> None:
     args = parser.parse_args()
     model = load_model(Settings(data_dir=Path("/tmp/stream-server-sim"), model=args.model, cpu_threads=args.threads))
     (feed,) = rotations(args.audio, 1)
-    log: list = []
+    log: list[Call] = []
     asyncio.run(simulate(model, [feed], 1, None, Costs(0.45, 0.6, 0.0), 0.0, log))
     print(f"{args.model}, {args.threads} thread(s), one stream over {args.audio.name}")
     for kind, final in (("partial", False), ("final", True)):
-        calls = [(wall, len(args[0]) / SAMPLE_RATE) for _, args, _, wall, is_final in log if is_final == final]
+        calls = [(call.wall, len(call.args[0]) / SAMPLE_RATE) for call in log if call.final == final]
         walls = [wall for wall, _ in calls]
         print(
             f"{kind}: {len(calls)} calls, wall s p50 {percentile(walls, 50):.2f} p90 {percentile(walls, 90):.2f} "

@@ -27,6 +27,7 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -61,6 +62,18 @@ class Costs:
         return self.final if final else self.partial
 
 
+class Call(NamedTuple):
+    """One model call, as the virtual executor's log keeps it."""
+
+    fn: Callable
+    args: tuple
+    result: object
+    wall: float
+    """Seconds it took for real."""
+    final: bool
+    """It decoded an utterance's final window."""
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0
@@ -71,10 +84,9 @@ class Clock:
 
 class VirtualExecutor(Executor):
     """Runs a call at once and completes its future when the virtual clock reaches its cost;
-    `log` (if given) collects every call's function, arguments, result, wall seconds and
-    whether it decoded an utterance's final window."""
+    `log` (if given) collects every call (`Call`)."""
 
-    def __init__(self, clock: Clock, costs: Costs, log: list | None = None):
+    def __init__(self, clock: Clock, costs: Costs, log: list[Call] | None = None):
         self.clock = clock
         self.costs = costs
         self.log = log
@@ -104,7 +116,7 @@ class VirtualExecutor(Executor):
         started = time.perf_counter()
         result = fn(*args, **kwargs)
         if self.log is not None:
-            self.log.append((fn, args, result, time.perf_counter() - started, final))
+            self.log.append(Call(fn, args, result, time.perf_counter() - started, final))
         heapq.heappush(self._pending, (self.clock.now + cost, next(self._order), future, result))
         return future
 
@@ -184,7 +196,7 @@ async def simulate(
     packing: PackOptions | None,
     costs: Costs,
     stagger: float,
-    log: list | None = None,
+    log: list[Call] | None = None,
 ) -> Outcome:
     """One run: live windows decode greedily, in one pass, so the same run gives the same words."""
     clock = Clock()
