@@ -53,22 +53,22 @@ def record(model, feed: Feed) -> tuple[list[dict], list[dict]]:
     reference (a partial's: its utterance's final words that end inside it)."""
     log: list[Call] = []
     asyncio.run(simulate(model, [feed], 1, None, Costs(0.3, 0.45, 0.0), 0.0, log))
-    finals = [(call.args[0], call.result) for call in log if call.final]
+    finals = [call for call in log if call.final]
     final_windows = [
-        {"window": Window(*call.args), "solo": call.result, "utterance": i, "reference": ""}
-        for i, call in enumerate(call for call in log if call.final)
+        {"window": Window(*call.args), "solo": call.result, "utterance": i, "reference": ""} for i, call in enumerate(finals)
     ]
     windows = []
     for call in log:
         if call.final:
             continue
         (audio, options), result = call.args, call.result
-        matches = [i for i, (whole, _) in enumerate(finals) if len(whole) >= len(audio) and (whole[: len(audio)] == audio).all()]
+        wholes = (final.args[0] for final in finals)
+        matches = [i for i, whole in enumerate(wholes) if len(whole) >= len(audio) and (whole[: len(audio)] == audio).all()]
         if not matches:  # a long utterance's window from before it was trimmed
             continue
         utterance = matches[0]
         end = len(audio) / SAMPLE_RATE
-        reference = "".join(w.text for w in finals[utterance][1].words if w.end <= end)
+        reference = "".join(w.text for w in finals[utterance].result.words if w.end <= end)
         windows.append({"window": Window(audio, options), "solo": result, "utterance": utterance, "reference": reference})
     return windows, final_windows
 
