@@ -70,6 +70,9 @@ class Settings:
     """webrtcvad mode for live streams, 0..3."""
     idle_timeout_s: float = 30.0
     """A live upload that sends nothing for this long is ended with an error event."""
+    sse_keepalive_s: float = 10.0
+    """An SSE response sends a comment line this often: it keeps proxies from timing out and
+    reveals a vanished client."""
     stream_max_queue_s: float = 30.0
     """Audio a live WebSocket may have waiting for the decoder; past a third of it the client is
     warned (`falling_behind`), past all of it the stream is closed with 1013."""

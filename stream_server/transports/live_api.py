@@ -51,7 +51,7 @@ async def respond_live(
                     body = {"type": "transcript.text.delta", "delta": "", "session_id": session.id}
                 elif not partials and body["type"] not in OPENAI_TYPES and not isinstance(event, StreamFailed):
                     continue
-                await sse.send(body, event.seq)
+                await sse.send(body)  # no `id:`: this stream cannot be resumed (`seq` is in the body)
             await sse.send("[DONE]")
             return sse.response
     finally:

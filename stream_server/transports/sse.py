@@ -8,8 +8,7 @@ import json
 
 from aiohttp import web
 
-KEEPALIVE_S = 10.0
-"""A comment line this often keeps proxies from timing out and reveals a vanished client."""
+from stream_server.transports.appkeys import SETTINGS
 
 
 class EventStream:
@@ -23,6 +22,7 @@ class EventStream:
                 **(headers or {}),
             }
         )
+        self._keepalive_s = request.app[SETTINGS].sse_keepalive_s
         self._lock = asyncio.Lock()
         self._keepalive: asyncio.Task | None = None
 
@@ -48,6 +48,9 @@ class EventStream:
             await self.response.write(frame.encode())
 
     async def _ping(self) -> None:
+        """A lone comment line, no blank line after it: it joins the next event's block and is
+        ignored there. A blank line would end a block of its own, which decoders that keep the
+        last event id (the openai SDK's) dispatch as an event with empty data."""
         while True:
-            await asyncio.sleep(KEEPALIVE_S)
-            await self._write(": keepalive\n\n")
+            await asyncio.sleep(self._keepalive_s)
+            await self._write(": keepalive\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 import wave
 from dataclasses import replace
 
@@ -11,17 +12,21 @@ import av
 import numpy as np
 import openai
 import pytest
+from aiohttp import ClientResponse
+from openai._streaming import ServerSentEvent, SSEDecoder
 from whisper_normalizer.english import EnglishTextNormalizer
 
 from stream_server.app import create_app
 from stream_server.audio import SAMPLE_RATE
 from stream_server.transports.appkeys import SERVICE, SESSIONS
-from tests.conftest import audio_path
+from tests.conftest import audio_path, serve_in_thread
 from tests.live_helpers import RAW_S16LE, PacedUpload, of_type, pcm16k, read_sse, s16le
 
 normalise = EnglishTextNormalizer()
 URL = "/v1/audio/transcriptions"
 JFK_WORDS = "ask not what your country can do for you"
+KEEPALIVE_S = 0.2
+"""A keep-alive interval short enough that every stream here carries several."""
 
 
 def live_url(**params: str) -> str:
@@ -29,11 +34,13 @@ def live_url(**params: str) -> str:
     return f"{URL}?{query}"
 
 
-def test_sdk_iterates_the_stream_in_strict_mode(live_server):
-    client = openai.OpenAI(base_url=live_server + "/v1", api_key="x", max_retries=0, _strict_response_validation=True)
-    with audio_path("en_jfk_16k.wav").open("rb") as f:
-        stream = client.audio.transcriptions.create(model="whisper-1", file=f, stream=True)
-        events = list(stream)
+def test_sdk_iterates_the_stream_through_keep_alives_in_strict_mode(settings, speech_model):
+    with serve_in_thread(replace(settings, sse_keepalive_s=KEEPALIVE_S), speech_model) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, _strict_response_validation=True)
+        started = time.monotonic()
+        with audio_path("en_jfk_16k.wav").open("rb") as f:
+            events = list(client.audio.transcriptions.create(model="whisper-1", file=f, stream=True))
+        assert time.monotonic() - started > 5 * KEEPALIVE_S, "too short a stream to carry keep-alives"
     types = [e.type for e in events]
     assert types[-1] == "transcript.text.done" and set(types[:-1]) == {"transcript.text.delta"}
     assert events[0].session_id.startswith("sess_")  # extra field on the first (empty) delta
@@ -82,7 +89,7 @@ async def test_partials_and_live_events_only_when_asked(client):
     for kind in ("speech.started", "transcript.text.partial", "transcript.utterance.done", "speech.stopped"):
         assert kind in types, kind
     assert types[-1] == "transcript.text.done"
-    seqs = [e.id for e in events if e.id is not None]
+    seqs = [e.data["seq"] for e in events if e.type]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     utterance = of_type(events, "transcript.utterance.done")[0]
     starts = [w["start"] for w in utterance["words"]]
@@ -110,6 +117,42 @@ async def test_observer_reconnecting_with_last_event_id_gets_each_event_once(cli
     session = client.app[SESSIONS].get(session_id)
     assert seen == [e.seq for e in session.events]
     assert rest[-1].data == "[DONE]"
+
+
+async def _chunks(response: ClientResponse) -> list[bytes]:
+    return [chunk async for chunk in response.content.iter_any()]
+
+
+def _sdk_events(chunks: list[bytes]) -> list[ServerSentEvent]:
+    """What the openai SDK's own SSE decoder dispatches from this body, fed as it arrived."""
+    return list(SSEDecoder().iter_bytes(iter(chunks)))
+
+
+async def test_keep_alives_dispatch_no_event_and_only_the_observer_feed_has_ids(aiohttp_client, settings, speech_model):
+    app = create_app(replace(settings, sse_keepalive_s=KEEPALIVE_S), model=speech_model)
+    client = await aiohttp_client(app)
+    upload = PacedUpload(s16le(pcm16k("en_jfk_16k.wav")), 2 * SAMPLE_RATE, speed=4.0)
+    speaker = await client.post(live_url(partials="true"), data=upload, headers={"Content-Type": RAW_S16LE})
+    session_id = speaker.headers["X-Session-Id"]
+    feed = await client.get(f"/v1/audio/sessions/{session_id}/events")
+    spoken, watched = await asyncio.gather(_chunks(speaker), _chunks(feed))
+
+    for chunks in (spoken, watched):
+        assert b"".join(chunks).count(b"\n: keepalive\n") >= 3
+        events = _sdk_events(chunks)
+        assert events[-1].data == "[DONE]"
+        assert all(isinstance(e.json(), dict) for e in events[:-1])  # a keep-alive would be empty data
+    assert all(e.id is None for e in _sdk_events(spoken))
+    seqs = [e.json()["seq"] for e in _sdk_events(spoken)[:-1]]
+    assert seqs == sorted(set(seqs))
+
+    ids = [int(e.id) for e in _sdk_events(watched)[:-1]]
+    assert ids == [e.seq for e in client.app[SESSIONS].get(session_id).events] == sorted(set(ids))
+    middle = ids[len(ids) // 2]
+    again = await client.get(f"/v1/audio/sessions/{session_id}/events", headers={"Last-Event-ID": str(middle)})
+    replayed = _sdk_events(await _chunks(again))
+    assert [int(e.id) for e in replayed[:-1]] == ids[len(ids) // 2 + 1 :]
+    assert replayed[-1].data == "[DONE]"
 
 
 async def test_no_text_in_the_noise_stretch_of_the_dev_feed(client):
