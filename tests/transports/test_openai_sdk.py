@@ -6,40 +6,22 @@ from dataclasses import replace
 from pathlib import Path
 
 import av
-import jiwer
 import numpy as np
 import openai
 import pytest
 from faster_whisper import WhisperModel
 from faster_whisper.audio import decode_audio
-from whisper_normalizer.english import EnglishTextNormalizer
 
 from stream_server.audio import SAMPLE_RATE
 from stream_server.decoder.whisper import TranscribeOptions
 from stream_server.models import resolve_model
 from tests.conftest import audio_path, serve_in_thread
+from tests.speech import reference, wer
 
 JFK = "en_jfk_16k.wav"
 JFK_PHRASE = "ask not what your country can do for you"
 WER_MARGIN = 0.03
 """How far the server's WER may sit above faster-whisper's own on the same file."""
-
-_normalize = EnglishTextNormalizer()
-
-
-def reference(name: str) -> str:
-    manifest = audio_path("manifest.tsv").read_text().splitlines()
-    header = manifest[0].split("\t")
-    for line in manifest[1:]:
-        row = dict(zip(header, line.split("\t")))
-        if row["file"] == name:
-            return row["reference_transcript"]
-    raise KeyError(name)
-
-
-def wer(reference_text: str, hypothesis: str) -> float:
-    return jiwer.wer(_normalize(reference_text), _normalize(hypothesis))
-
 
 @pytest.fixture(scope="module")
 def sdk(live_server: str) -> openai.OpenAI:
