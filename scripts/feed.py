@@ -1,7 +1,8 @@
 """The dev feed as several streams that say different things at once.
 
 `en_dev_feed_16k.wav` is clips laid end to end (`.segments.tsv` beside it says where, and
-`manifest.tsv` holds each clip's reference text). Rotation k starts at clip k, cut in the silence
+the shared audio folder's `manifest.tsv` holds each clip's reference text; feeds built by
+`make_feed.py` have the same layout). Rotation k starts at clip k, cut in the pause
 before it, and wraps around: every rotation holds the whole feed, so each stream's WER compares
 with a single stream's, while streams decoded side by side (and packed together) hold different
 speech at any moment.
@@ -17,6 +18,9 @@ import numpy as np
 
 from stream_server.audio import SAMPLE_RATE
 from stream_server.audio.decode import decode_file
+
+AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
+"""The clips a feed's `.segments.tsv` names, with their manifest: feeds may be built elsewhere."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ def clip_texts(folder: Path) -> dict[str, str]:
 def rotations(path: Path, count: int) -> list[Feed]:
     """`count` rotations of the feed at `path`: the i-th starts at clip i (modulo the clips)."""
     audio = decode_file(path.read_bytes())
-    clips_in_feed, texts = feed_clips(path), clip_texts(path.parent)
+    clips_in_feed, texts = feed_clips(path), clip_texts(AUDIO)
     cuts = [0] + [
         int((float(before["end"]) + float(after["start"])) / 2 * SAMPLE_RATE)
         for before, after in zip(clips_in_feed, clips_in_feed[1:])
