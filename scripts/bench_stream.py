@@ -113,11 +113,16 @@ def _word_spans(delta: dict) -> list[tuple[float, float]]:
 
 
 def wer(reference: str, hypothesis: str) -> float:
+    return pooled_wer([reference], [hypothesis])
+
+
+def pooled_wer(references: list[str], hypotheses: list[str]) -> float:
+    """All pairs' word errors over all their reference words, after Whisper's English normaliser."""
     import jiwer
     from whisper_normalizer.english import EnglishTextNormalizer
 
     normalise = EnglishTextNormalizer()
-    return jiwer.wer(normalise(reference), normalise(hypothesis))
+    return jiwer.wer([normalise(r) for r in references], [normalise(h) for h in hypotheses])
 
 
 def offline_text(audio_path: Path, model: str, data_dir: Path) -> str:
