@@ -24,3 +24,9 @@ def reference(name: str) -> str:
 def wer(reference_text: str, hypothesis: str) -> float:
     """Word error rate after Whisper's English normaliser."""
     return jiwer.wer(_normalize(reference_text), _normalize(hypothesis))
+
+
+def word_errors(reference_text: str, hypothesis: str) -> tuple[int, int, int]:
+    """(substituted, deleted, inserted) words, after Whisper's English normaliser."""
+    counts = jiwer.process_words(_normalize(reference_text), _normalize(hypothesis))
+    return counts.substitutions, counts.deletions, counts.insertions

@@ -67,9 +67,24 @@ class LocalAgreement:
         if not self.committed:
             return list(hypothesis)
         fresh = [w for w in hypothesis if (w.start + w.end) / 2 >= self.committed_end]
-        committed_tail = [normalise(w.text) for w in self.committed[-MAX_OVERLAP_WORDS:]]
-        head = [normalise(w.text) for w in fresh[:MAX_OVERLAP_WORDS]]
-        for n in range(min(len(committed_tail), len(head)), 0, -1):
-            if committed_tail[-n:] == head[:n]:
-                return fresh[n:]
-        return fresh
+        return without_overlap(fresh, self.committed)
+
+
+def words_after(hypothesis: list[Word], previous: list[Word]) -> list[Word]:
+    """The words of `hypothesis` that follow `previous`, decoded from a window that starts
+    inside it: those reaching past the start of its last word, less a head that repeats its
+    tail. Times are loose here: prompted with `previous`, Whisper often goes straight on to the
+    next word and times it from the window's start ("around" at 6.83-7.89 s after "built" at
+    7.66-7.98 s), so only the text tells a word heard again from a new one."""
+    last_start = previous[-1].start if previous else 0.0
+    return without_overlap([w for w in hypothesis if w.end > last_start], previous)
+
+
+def without_overlap(fresh: list[Word], previous: list[Word]) -> list[Word]:
+    """`fresh` less its longest head that repeats the end of `previous`."""
+    tail = [normalise(w.text) for w in previous[-MAX_OVERLAP_WORDS:]]
+    head = [normalise(w.text) for w in fresh[:MAX_OVERLAP_WORDS]]
+    for n in range(min(len(tail), len(head)), 0, -1):
+        if tail[-n:] == head[:n]:
+            return fresh[n:]
+    return fresh

@@ -23,7 +23,7 @@ import numpy as np
 
 from stream_server.audio import SAMPLE_RATE
 from stream_server.decoder.results import Segment, Transcription, Word
-from stream_server.engine.stability import LocalAgreement, normalise
+from stream_server.engine.stability import LocalAgreement, normalise, words_after
 from stream_server.events import (
     Event,
     SpeechStarted,
@@ -40,6 +40,13 @@ log = logging.getLogger(__name__)
 
 ARRIVALS_KEPT = 8192
 """Pushes remembered for latency measurement (over 13 minutes of 100 ms chunks)."""
+ECHO_CHECK_S = 1.5
+MIN_WORDS_PER_S = 1.0
+"""A final of at least ECHO_CHECK_S with fewer words a second than this is decoded again
+without the stream's text as prompt (slow speech is about 2 words a second)."""
+MIN_FINAL_S = 0.1
+"""An utterance with less audio of its own is not decoded (one cut mid-speech just before the
+stream ended holds a frame or two)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,13 @@ class StreamOptions:
     uncertain_margin_s: float = 3.0
     """A word the decoder gives less than `min_commit_probability` needs this much audio after
     it before it is committed: more context often corrects it ("asked not" -> "ask not what")."""
+    cut_context_s: float = 1.0
+    """At a cut while the speaker goes on (a finalize mid-speech), each side's decode also hears
+    this much audio from the other side, and keeps only the words centred on its own: a window
+    ending or starting mid-phrase was decoded badly ("And so am I fellow Americans" for "And so
+    my fellow Americans"; "then leisure" as "then" + "it was easier"), and a word across the
+    cut came out as two wrong ones ("intense" + "city"). The cut utterance's final waits for
+    this much of what follows; the next utterance starts after the last word it kept."""
     prompt_chars: int = 200
     """Committed text (before the window) given to the decoder as context."""
     hallucination_no_speech_prob: float = 0.4
@@ -108,6 +122,16 @@ class _Utterance:
     end: float | None = None
     trailing_silence: float = 0.0
     """Seconds of non-speech at the end of `audio` when it closed."""
+    continued: bool = False
+    """Cut mid-speech: the next utterance starts where this one ends."""
+    closed_at: float = 0.0
+    """Wall time it closed."""
+    context_samples: int = 0
+    """Samples at the start of `audio` that the previous utterance decoded: context heard
+    across a mid-speech cut."""
+    heard_before: list[Word] = field(default_factory=list)
+    """That utterance's words within that audio: decoded again here, they are dropped, and
+    they are left out of the prompt, which must end where the window starts."""
     pause_samples: int | None = None
     """Length of `audio` at the latest SpeechPause: a final-quality decode is due there."""
     early_final: _FinalDecode | None = None
@@ -121,7 +145,7 @@ class _Utterance:
         return self.audio_start + len(self.audio) / SAMPLE_RATE
 
     def undecoded_seconds(self) -> float:
-        return (len(self.audio) - self.decoded_samples) / SAMPLE_RATE
+        return (len(self.audio) - max(self.decoded_samples, self.context_samples)) / SAMPLE_RATE
 
     def early_final_due(self) -> bool:
         covered = self.early_final.samples if self.early_final is not None else 0
@@ -165,6 +189,7 @@ class LiveTranscriber:
         self.speech_seconds = 0.0
         self.prompt_tokens = 0
         self.failed = False
+        self._cancelled = False
 
     @property
     def text(self) -> str:
@@ -183,15 +208,13 @@ class LiveTranscriber:
         self._segment(self._segmenter.push(pcm))
 
     def finalize_utterance(self) -> None:
-        """Close the open utterance now (a client's 'finalize'): its final comes next."""
-        if self._open is not None:
-            self._close(self._segmenter.time, self._segmenter.trailing_silence)
+        """Close the open utterance now (a client's 'finalize'): its final comes next. Speech that
+        goes on opens the next utterance from exactly this point."""
+        self._segment(self._segmenter.cut())
 
     async def finish(self) -> None:
         """End of audio: close the last utterance, wait for every decode, publish StreamDone."""
         self._segment(self._segmenter.flush())
-        self.finalize_utterance()
-        self._kick()
         while self._worker is not None and not self._worker.done():
             await asyncio.shield(self._worker)
             self._kick()
@@ -207,6 +230,7 @@ class LiveTranscriber:
 
     async def cancel(self) -> None:
         """The client went away: stop decoding for it."""
+        self._cancelled = True
         if self._worker is not None:
             self._worker.cancel()
             try:
@@ -227,22 +251,40 @@ class LiveTranscriber:
             elif isinstance(event, SpeechPause) and self._open is not None:
                 self._open.pause_samples = len(self._open.audio)
             elif isinstance(event, SpeechEnd) and self._open is not None:
-                self._close(event.time, event.trailing_silence)
+                self._close(event.time, event.trailing_silence, event.continued)
         self._kick()
 
-    def _close(self, end: float, trailing_silence: float) -> None:
+    def _close(self, end: float, trailing_silence: float, continued: bool = False) -> None:
         utterance, self._open = self._open, None
-        utterance.end, utterance.trailing_silence = end, trailing_silence
-        utterance.waiting_since = utterance.waiting_since or time.monotonic()
+        utterance.end, utterance.trailing_silence, utterance.continued = end, trailing_silence, continued
+        utterance.closed_at = time.monotonic()
+        utterance.waiting_since = utterance.waiting_since or utterance.closed_at
         self._closed.append(utterance)
         self._publish(SpeechStopped(time=end))
+        if continued:  # its final waits for the lookahead, but no longer than it takes in real time
+            asyncio.get_running_loop().call_later(self.options.cut_context_s, self._kick)
         self._kick()
 
     def _kick(self) -> None:
-        if self.failed or (self._worker is not None and not self._worker.done()):
+        if self.failed or self._cancelled or (self._worker is not None and not self._worker.done()):
             return
-        if self._closed or (self._open is not None and self._partial_due(self._open)):
+        if self._final_due() or (not self._closed and self._open is not None and self._partial_due(self._open)):
             self._worker = asyncio.ensure_future(self._work())
+
+    def _final_due(self) -> bool:
+        """The oldest closed utterance can be decoded: if it was cut mid-speech, once the
+        lookahead it needs has arrived, the next utterance closed too, or the lookahead's
+        length has passed in real time (a client that finalized and waits sends nothing more)."""
+        if not self._closed:
+            return False
+        head, wait = self._closed[0], self.options.cut_context_s
+        return (
+            not head.continued
+            or len(self._closed) > 1
+            or self._open is None
+            or self._open.audio_end - head.audio_end >= wait
+            or time.monotonic() - head.closed_at >= wait
+        )
 
     def _partial_due(self, utterance: _Utterance) -> bool:
         if utterance.early_final_due():
@@ -255,10 +297,10 @@ class LiveTranscriber:
     async def _work(self) -> None:
         try:
             while True:
-                if self._closed:
+                if self._final_due():
                     await self._final(self._closed[0])
                     self._closed.popleft()
-                elif self._open is not None and self._partial_due(self._open):
+                elif not self._closed and self._open is not None and self._partial_due(self._open):
                     await self._partial(self._open)
                 else:
                     return
@@ -269,14 +311,33 @@ class LiveTranscriber:
             self.failed = True
             self._publish(StreamFailed(message=f"decoding failed: {exc}", code="decode_failed", error_type="server_error"))
 
-    async def _run_decode(self, utterance: _Utterance, final: bool) -> list[Word]:
-        audio, offset = utterance.audio, utterance.audio_start
+    async def _run_decode(self, utterance: _Utterance, final: bool, lookahead: np.ndarray | None = None) -> list[Word]:
+        audio = utterance.audio
         deadline = utterance.waiting_since or time.monotonic()
         utterance.decoded_samples, utterance.waiting_since = len(audio), None
-        prompt = " ".join(p for p in (self._user_prompt, self._context[-self.options.prompt_chars :]) if p)
-        result = await self._decode(audio, prompt or None, final=final, deadline=deadline)
+        if lookahead is not None:
+            audio = np.concatenate([audio, lookahead])
+        context = self._context
+        if utterance.heard_before:  # the window says those words itself: the prompt is what came before
+            context = context.removesuffix(_join(utterance.heard_before).strip()).rstrip()
+        prompt = " ".join(p for p in (self._user_prompt, context[-self.options.prompt_chars :]) if p)
+        words = await self._words(utterance, audio, prompt or None, final, deadline)
+        seconds = len(audio) / SAMPLE_RATE
+        if final and context and seconds >= ECHO_CHECK_S and len(words) < seconds * MIN_WORDS_PER_S:
+            # Whisper can take the window's first words for the prompt's last ones and skip them
+            # (prompted with "... can do for you", it heard only "country." of "Ask what you can
+            # do for your country."): decode such a final again without the stream's text
+            alone = await self._words(utterance, audio, self._user_prompt, final, deadline)
+            words = alone if len(alone) > len(words) else words
+        return words
+
+    async def _words(
+        self, utterance: _Utterance, audio: np.ndarray, prompt: str | None, final: bool, deadline: float
+    ) -> list[Word]:
+        """The window's words on the stream's clock, less invented segments and copied sentences."""
+        result = await self._decode(audio, prompt, final=final, deadline=deadline)
         self.prompt_tokens += result.prompt_tokens
-        seen = _sentences(prompt or "")
+        offset, seen = utterance.audio_start, _sentences(prompt or "")
         words = []
         for segment in result.segments:
             if not self._is_speech(segment):
@@ -291,7 +352,7 @@ class LiveTranscriber:
                     for w in sentence
                     if normalise(w.text)  # punctuation alone is not a word
                 ]
-        return words
+        return words_after(words, utterance.heard_before) if utterance.heard_before else words
 
     def _is_speech(self, segment: Segment) -> bool:
         invented = (
@@ -325,10 +386,11 @@ class LiveTranscriber:
                 self._observer.partial(time.monotonic() - self._arrived_at(tail[-1].end))
 
     async def _final(self, utterance: _Utterance) -> None:
-        if len(utterance.audio):
-            words = utterance.reusable_final()
-            if words is None:
-                words = await self._run_decode(utterance, final=True)
+        if len(utterance.audio) - utterance.context_samples >= MIN_FINAL_S * SAMPLE_RATE:
+            if utterance.continued:
+                words = await self._final_at_cut(utterance)
+            else:
+                words = utterance.reusable_final() or await self._run_decode(utterance, final=True)
             self._commit(utterance.agreement.commit_all(words))
         committed = utterance.agreement.committed
         text = _join(committed).strip()
@@ -343,6 +405,29 @@ class LiveTranscriber:
                 words=tuple(committed),
             )
         )
+
+    async def _final_at_cut(self, utterance: _Utterance) -> list[Word]:
+        """The final of an utterance cut mid-speech, decoded with `cut_context_s` of what follows.
+        The next utterance (not decoded yet: finals come first) then starts after the last word
+        kept here, with at least `cut_context_s` of this one's audio before the cut as context."""
+        successor = self._closed[1] if len(self._closed) > 1 else self._open
+        context = int(self.options.cut_context_s * SAMPLE_RATE)
+        lookahead = successor.audio[:context] if successor is not None else None
+        words = await self._run_decode(utterance, final=True, lookahead=lookahead)
+        cut = utterance.audio_end
+        kept = [w for w in words if (w.start + w.end) / 2 < cut]
+        if successor is not None and abs(successor.audio_start - cut) < 1e-3:
+            final_words = [*utterance.agreement.committed, *utterance.agreement.unseen(kept)]
+            resume = final_words[-1].end if final_words else utterance.audio_start
+            # from the last word kept, or from `cut_context_s` before the cut if that is earlier:
+            # what this final did not keep, the next utterance hears
+            start = max(min(resume, cut - self.options.cut_context_s), utterance.audio_start)
+            before = utterance.audio[int(round((start - utterance.audio_start) * SAMPLE_RATE)) :]
+            successor.audio, successor.context_samples = np.concatenate([before, successor.audio]), len(before)
+            successor.audio_start -= len(before) / SAMPLE_RATE
+            successor.heard_before = [w for w in final_words if w.end > successor.audio_start]
+            successor.start = min(max(resume, successor.audio_start), cut)
+        return kept
 
     def _commit(self, words: list[Word]) -> None:
         if not words:
@@ -382,6 +467,7 @@ class LiveTranscriber:
         utterance.audio = utterance.audio[drop:]
         utterance.audio_start = cut
         utterance.decoded_samples = max(0, utterance.decoded_samples - drop)
+        utterance.context_samples, utterance.heard_before = max(0, utterance.context_samples - drop), []
 
 
 MIN_COPIED_WORDS = 3

@@ -69,6 +69,9 @@ class SpeechEnd:
     time: float
     trailing_silence: float
     """Seconds of non-speech at the end of the utterance's audio."""
+    continued: bool = False
+    """Cut while the speaker went on: the next utterance starts right here (a SpeechStart at
+    the same time follows), and a word at the cut may be clipped on both sides of it."""
 
 
 SegmentEvent = SpeechStart | SpeechAudio | SpeechPause | SpeechEnd
@@ -112,6 +115,18 @@ class SpeechSegmenter:
             events += self._frame(frame)
         return _merge_audio(events)
 
+    def cut(self) -> list[SegmentEvent]:
+        """End the open utterance here (a client's finalize, a forced cut of a long one). If the
+        speaker had not paused, the next utterance starts at once at the cut, so the audio after
+        it goes on into that one and none is dropped; after a pause, speech is awaited as usual."""
+        if not self._in_speech:
+            return []
+        if self._silent_frames >= self.options.frames(self.options.pause_ms):
+            end = SpeechEnd(self.time, self.trailing_silence)
+            self._in_speech = False
+            return [end]
+        return [SpeechEnd(self.time, self.trailing_silence, continued=True), SpeechStart(self.time)]
+
     def flush(self) -> list[SegmentEvent]:
         """End of stream: pad the last partial frame, close an open utterance."""
         events: list[SegmentEvent] = []
@@ -121,8 +136,8 @@ class SpeechSegmenter:
             self._pending = self._pending[:0]
             events += self._frame(frame)
         if self._in_speech:
-            self._in_speech = False
             events.append(SpeechEnd(self.time, self.trailing_silence))
+            self._in_speech = False
         return _merge_audio(events)
 
     def _frame(self, frame: np.ndarray) -> list[SegmentEvent]:

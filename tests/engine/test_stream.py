@@ -4,6 +4,7 @@ import asyncio
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from stream_server.audio import SAMPLE_RATE
 from stream_server.decoder.results import Segment, Transcription, Word
@@ -232,3 +233,28 @@ async def test_a_final_requested_mid_speech_decodes_the_whole_window():
     final_windows = [seconds for kind, seconds, final in (e for e in log if isinstance(e, tuple)) if final]
     assert len(final_windows) == 2, "the pause's decode, then the whole window"
     assert final_windows[1] >= final_windows[0] + 0.9
+
+
+async def test_a_finalize_mid_speech_loses_no_audio_and_decodes_across_the_cut():
+    log = []
+    options = StreamOptions(step_s=0.3)
+    transcriber = LiveTranscriber(LoggingDecoder(log), log.append, options)
+    audio = np.concatenate([silence(0.5), voice(4.0, np.random.default_rng(8)), silence(1.0)])
+    cut_at = int(2.5 * SAMPLE_RATE)
+    for chunk in np.split(audio[:cut_at], 25):
+        transcriber.push(chunk)
+        await asyncio.sleep(0.001)
+    transcriber.finalize_utterance()
+    for chunk in np.split(audio[cut_at:], 30):
+        transcriber.push(chunk)
+        await asyncio.sleep(0.001)
+    await transcriber.finish()
+    first, second = [e for e in log if isinstance(e, UtteranceDone)]
+    cut = first.end
+    assert cut == pytest.approx(2.5, abs=0.03)
+    final_windows = [seconds for _, seconds, final in (e for e in log if isinstance(e, tuple)) if final]
+    assert final_windows[0] == pytest.approx(cut - first.start + options.cut_context_s, abs=0.01), "it heard past the cut"
+    hangover = options.vad.hangover_ms / 1000
+    assert final_windows[-1] >= second.end - hangover - cut + options.cut_context_s, "the next heard before it"
+    assert first.start < second.start <= cut, "the next utterance starts after the last word kept, at the cut at the latest"
+    assert second.end == pytest.approx(5.0, abs=0.55), "and runs on to the end of the speech"

@@ -76,3 +76,32 @@ def test_options_are_checked():
         VadOptions(aggressiveness=4)
     with pytest.raises(ValueError):
         VadOptions(pause_ms=600, hangover_ms=500)
+
+
+def test_a_cut_mid_speech_opens_the_next_utterance_at_the_cut():
+    rng = np.random.default_rng(6)
+    audio = np.concatenate([silence(0.5), voice(2.0, rng), silence(1.0)])
+    segmenter = SpeechSegmenter()
+    events = segmenter.push(audio[: int(1.5 * SAMPLE_RATE)])
+    cut = segmenter.cut()
+    assert [type(e) for e in cut] == [SpeechEnd, SpeechStart]
+    assert cut[0].continued and cut[1].time == cut[0].time == segmenter.time
+    events += cut + run(segmenter, audio[int(1.5 * SAMPLE_RATE) :], 1600)
+    starts = [e for e in events if isinstance(e, SpeechStart)]
+    ends = [e for e in events if isinstance(e, SpeechEnd)]
+    assert len(starts) == len(ends) == 2
+    speech = sum(len(e.samples) for e in events if isinstance(e, SpeechAudio)) / SAMPLE_RATE
+    assert speech == pytest.approx(ends[-1].time - starts[0].time, abs=1e-6), "no audio dropped at the cut"
+
+
+def test_a_cut_in_a_pause_ends_the_utterance_and_speech_is_awaited():
+    rng = np.random.default_rng(7)
+    segmenter = SpeechSegmenter()
+    segmenter.push(np.concatenate([silence(0.5), voice(1.0, rng), silence(0.42)]))
+    cut = segmenter.cut()
+    assert [type(e) for e in cut] == [SpeechEnd] and not cut[0].continued
+    assert cut[0].trailing_silence >= VadOptions().pause_ms / 1000
+    assert segmenter.cut() == [], "nothing is open any more"
+    later = run(segmenter, np.concatenate([silence(1.0), voice(1.0, rng), silence(1.0)]), 1600)
+    (start,) = [e for e in later if isinstance(e, SpeechStart)]
+    assert start.time > cut[0].time + 0.2, "the next utterance starts with the speech, not at the cut"
