@@ -45,6 +45,10 @@ class StreamResult:
     """Per committed word: seconds from its end to its commit."""
     finals: list[float] = field(default_factory=list)
     """Per utterance: seconds from its last word's end to its final event."""
+    utterance_done: list[float] = field(default_factory=list)
+    """Per utterance: seconds from its `end` (where the VAD or a cut ended it) to its final event."""
+    lengths: list[float] = field(default_factory=list)
+    """Per utterance: `end - start`, seconds."""
     lag_at_end: float = 0.0
     """Seconds from the end of the upload to the done event."""
     error: str | None = None
@@ -93,8 +97,11 @@ async def replay(url: str, audio: np.ndarray, *, speed: float = 1.0, api_key: st
                         result.committed.append(now - word_end)
                         seen = [t for t, s, e in partials if s <= word_start + 0.1 and e >= word_end - 0.1]
                         result.first_seen.append(min(seen + [now]) - word_end)
-                elif kind == "transcript.utterance.done" and event["words"]:
-                    result.finals.append(now - event["words"][-1]["end"])
+                elif kind == "transcript.utterance.done":
+                    result.utterance_done.append(now - event["end"])
+                    result.lengths.append(event["end"] - event["start"])
+                    if event["words"]:
+                        result.finals.append(now - event["words"][-1]["end"])
                 elif kind == "transcript.text.done":
                     result.text = event["text"]
                     result.lag_at_end = time.monotonic() - clock.get("sent", time.monotonic())
@@ -214,8 +221,16 @@ async def main() -> None:
     duration = len(audio) / SAMPLE_RATE
     print(f"model {args.model}, {args.audio.name} ({duration:.1f} s) at {args.speed:g}x real time, {os.cpu_count()} cores")
     print(f"partial (first seen) latency p50 {percentile(result.first_seen, 50):.2f} s  p95 {percentile(result.first_seen, 95):.2f} s")
-    print(f"commit latency           p50 {percentile(result.committed, 50):.2f} s  p95 {percentile(result.committed, 95):.2f} s")
+    print(
+        f"commit latency           p50 {percentile(result.committed, 50):.2f} s  p95 {percentile(result.committed, 95):.2f} s"
+        f"  max {max(result.committed, default=float('nan')):.2f} s"
+    )
     print(f"utterance final latency  p50 {percentile(result.finals, 50):.2f} s  p95 {percentile(result.finals, 95):.2f} s  ({len(result.finals)} utterances)")
+    print(
+        f"utterance done - its end p50 {percentile(result.utterance_done, 50):.2f} s  p95 {percentile(result.utterance_done, 95):.2f} s;"
+        f"  length p50 {percentile(result.lengths, 50):.1f} s  max {max(result.lengths, default=float('nan')):.1f} s"
+        f"  ({len(result.lengths)} utterances)"
+    )
     print(f"done after upload end    {result.lag_at_end:.2f} s")
     print(f"WER streaming {wer(reference, result.text):.1%}  offline {wer(reference, offline):.1%}")
     if server:

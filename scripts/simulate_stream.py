@@ -32,6 +32,7 @@ from stream_server.service import LIVE_HOTTER_RETRIES, window_options  # noqa: E
 from stream_server.engine.stream import LiveTranscriber, StreamOptions  # noqa: E402
 from stream_server.events import StreamDone, TextCommitted, UtteranceDone  # noqa: E402
 from stream_server.settings import Settings  # noqa: E402
+from stream_server.vad.frames import VAD_ENGINES  # noqa: E402
 from stream_server.vad.segmenter import VadOptions  # noqa: E402
 from scripts.bench_stream import percentile, wer  # noqa: E402
 
@@ -95,6 +96,7 @@ def main() -> None:
     parser.add_argument("--final-beam", type=int, default=1)
     parser.add_argument("--final-retries", type=int, default=LIVE_HOTTER_RETRIES, help="hotter retries of a final that fails")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the hotter retries' sampling")
+    parser.add_argument("--vad", choices=VAD_ENGINES, default=VadOptions.engine)
     parser.add_argument("--pause-ms", type=int, default=VadOptions.pause_ms, help="silence that starts the final decode early (= hangover: never)")
     args = parser.parse_args()
     model = load_model(Settings(data_dir=Path("/tmp/stream-server-sim"), model=args.model))
@@ -107,7 +109,7 @@ def main() -> None:
         commit_margin_s=args.commit_margin,
         min_commit_probability=args.min_commit_probability,
         uncertain_margin_s=args.uncertain_margin,
-        vad=VadOptions(pause_ms=args.pause_ms),
+        vad=VadOptions(engine=args.vad, pause_ms=args.pause_ms),
     )
     text, commits, finals, final_walls, load = asyncio.run(
         simulate(
@@ -117,7 +119,7 @@ def main() -> None:
     reference = args.audio.with_suffix(".txt").read_text()
     print(
         f"{args.audio.name} step {args.step} margins {args.commit_margin}/{args.uncertain_margin} "
-        f"p>={args.min_commit_probability} beams {args.partial_beam}/{args.final_beam} final retries {args.final_retries} pause {args.pause_ms} ms seed {args.seed}: WER {wer(reference, text):.1%}  "
+        f"p>={args.min_commit_probability} beams {args.partial_beam}/{args.final_beam} final retries {args.final_retries} vad {args.vad} pause {args.pause_ms} ms seed {args.seed}: WER {wer(reference, text):.1%}  "
         f"commit p50 {percentile(commits, 50):.2f} p95 {percentile(commits, 95):.2f}  "
         f"final p50 {percentile(finals, 50):.2f} p95 {percentile(finals, 95):.2f}  "
         f"decoding {load:.2f} s per audio s  "

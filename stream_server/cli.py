@@ -16,6 +16,7 @@ from aiohttp import web
 
 from stream_server.routing.providers import load_providers
 from stream_server.settings import MEGABYTE, Settings, default_data_dir
+from stream_server.vad.frames import VAD_ENGINES
 
 ENV_PREFIX = "STREAM_SERVER_"
 log = logging.getLogger("stream_server")
@@ -84,6 +85,12 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default=_truthy(default("PACK_WINDOWS", defaults.pack_windows)),
         help="under load, decode several live streams' partial windows in one model call "
         "[STREAM_SERVER_PACK_WINDOWS]",
+    )
+    serve.add_argument(
+        "--vad",
+        choices=VAD_ENGINES,
+        default=default("VAD", defaults.vad),
+        help="voice-activity detector of live streams: silero (Silero VAD v6) or webrtc [STREAM_SERVER_VAD]",
     )
     serve.add_argument(
         "--unsure-word-wait",
@@ -170,6 +177,13 @@ def _at_least(floor: Number, value: Number, flag: str) -> Number:
     return value
 
 
+def _one_of(choices: tuple[str, ...], value: str, flag: str) -> str:
+    """argparse checks `choices` on the command line only, not on a default from the environment."""
+    if value not in choices:
+        raise ValueError(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
 def _utilisation(value: float) -> float:
     if not 0 < value <= 1:
         raise ValueError(f"--target-utilisation must be in (0, 1], not {value}")
@@ -210,6 +224,7 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Sett
         estimate_capacity=args.estimate_capacity,
         pack_windows=args.pack_windows,
         unsure_word_wait_s=_at_least(0.0, float(args.unsure_word_wait), "--unsure-word-wait"),
+        vad=_one_of(VAD_ENGINES, args.vad, "--vad"),
         api_keys=api_keys,
         admin_keys=admin_keys,
         key_balances=balances,

@@ -66,6 +66,8 @@ class Settings:
     unsure_word_wait_s: float = 3.0
     """Audio that must follow a word Whisper is unsure of before it is committed (the p95 commit
     latency against a little accuracy: BENCHMARKS.md, "How long an unsure word waits")."""
+    vad: str = "silero"
+    """The live streams' voice-activity detector: `silero` or `webrtc` (vad/frames.py)."""
     vad_aggressiveness: int = 2
     """webrtcvad mode for live streams, 0..3."""
     idle_timeout_s: float = 30.0

@@ -57,7 +57,7 @@ def stream_options(app: web.Application) -> StreamOptions:
     return StreamOptions(
         step_s=settings.stream_step_s,
         uncertain_margin_s=settings.unsure_word_wait_s,
-        vad=VadOptions(aggressiveness=settings.vad_aggressiveness),
+        vad=VadOptions(engine=settings.vad, aggressiveness=settings.vad_aggressiveness),
     )
 
 

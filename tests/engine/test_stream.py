@@ -10,7 +10,13 @@ from stream_server.audio import SAMPLE_RATE
 from stream_server.decoder.results import Segment, Transcription, Word
 from stream_server.engine.stream import LiveTranscriber, StreamOptions
 from stream_server.events import StreamDone, TextCommitted, TextPartial, UtteranceDone
+from stream_server.vad.segmenter import VadOptions
 from tests.vad.test_segmenter import silence, voice
+
+def synthetic_options(**fields) -> StreamOptions:
+    """The synthetic vowels here are speech to webrtcvad (Silero hears no voice in them)."""
+    return StreamOptions(vad=VadOptions(engine="webrtc"), **fields)
+
 
 SCRIPT = "the quick brown fox jumps over the lazy dog".split()
 WORD_S = 0.25
@@ -55,7 +61,7 @@ def utterance_audio(seconds: float) -> np.ndarray:
 async def test_commits_grow_append_only_and_end_equal_to_the_final():
     events = []
     decoder = FakeDecoder()
-    transcriber = LiveTranscriber(decoder, events.append, StreamOptions(step_s=0.3))
+    transcriber = LiveTranscriber(decoder, events.append, synthetic_options(step_s=0.3))
     await feed(transcriber, utterance_audio(2.5))
     deltas = [e.delta for e in events if isinstance(e, TextCommitted)]
     done = [e for e in events if isinstance(e, StreamDone)][0]
@@ -70,14 +76,14 @@ async def test_commits_grow_append_only_and_end_equal_to_the_final():
 async def test_silence_is_never_decoded():
     decoder = FakeDecoder()
     events = []
-    await feed(LiveTranscriber(decoder, events.append), silence(5.0))
+    await feed(LiveTranscriber(decoder, events.append, synthetic_options()), silence(5.0))
     assert decoder.calls == []
     assert [type(e) for e in events] == [StreamDone]
 
 
 async def test_unlikely_segments_are_dropped():
     events = []
-    transcriber = LiveTranscriber(FakeDecoder(hallucinate=True), events.append)
+    transcriber = LiveTranscriber(FakeDecoder(hallucinate=True), events.append, synthetic_options())
     await feed(transcriber, utterance_audio(1.5))
     assert "Thanks" not in transcriber.text and transcriber.text
 
@@ -85,7 +91,7 @@ async def test_unlikely_segments_are_dropped():
 async def test_committed_text_becomes_the_next_utterances_prompt():
     decoder = FakeDecoder()
     audio = np.concatenate([utterance_audio(1.5), utterance_audio(1.5)])
-    await feed(LiveTranscriber(decoder, lambda e: None, StreamOptions(step_s=0.3), prompt="Names: Fox"), audio)
+    await feed(LiveTranscriber(decoder, lambda e: None, synthetic_options(step_s=0.3), prompt="Names: Fox"), audio)
     prompts = [prompt for *_, prompt, final in ((c[0], c[1], c[2]) for c in decoder.calls)]
     assert prompts[0] == "Names: Fox"
     assert any(p and p.startswith("Names: Fox the quick") for p in prompts)
@@ -93,7 +99,7 @@ async def test_committed_text_becomes_the_next_utterances_prompt():
 
 async def test_a_long_utterance_keeps_its_window_bounded():
     decoder = FakeDecoder()
-    options = StreamOptions(step_s=0.5, max_window_s=4.0, keep_after_trim_s=1.0)
+    options = synthetic_options(step_s=0.5, max_window_s=4.0, keep_after_trim_s=1.0)
     await feed(LiveTranscriber(decoder, lambda e: None, options), utterance_audio(12.0), chunk_s=0.25)
     longest = max(seconds for seconds, *_ in decoder.calls)
     assert longest <= options.max_window_s + options.step_s + 1.0
@@ -113,7 +119,7 @@ class Recorder:
 
 async def test_the_latency_hook_hears_every_committed_word_and_each_partial():
     events, recorder = [], Recorder()
-    transcriber = LiveTranscriber(FakeDecoder(), events.append, StreamOptions(step_s=0.3), observer=recorder)
+    transcriber = LiveTranscriber(FakeDecoder(), events.append, synthetic_options(step_s=0.3), observer=recorder)
     await feed(transcriber, utterance_audio(2.5))
     committed_words = sum(len(e.words) for e in events if isinstance(e, TextCommitted))
     assert committed_words > 0 and len(recorder.commits) == committed_words
@@ -137,7 +143,7 @@ class EchoingDecoder(FakeDecoder):
 
 async def test_a_sentence_echoed_from_the_prompt_is_dropped():
     audio = np.concatenate([utterance_audio(1.5), utterance_audio(1.5)])
-    transcriber = LiveTranscriber(EchoingDecoder(), lambda e: None, prompt="Names: Fox. The lazy dog sleeps")
+    transcriber = LiveTranscriber(EchoingDecoder(), lambda e: None, synthetic_options(), prompt="Names: Fox. The lazy dog sleeps")
     await feed(transcriber, audio)
     assert "sleeps" not in transcriber.text
     assert transcriber.text.count("the quick brown") == 2
@@ -157,7 +163,7 @@ class NoisyDecoder(FakeDecoder):
 
 
 async def test_punctuation_and_repetition_loops_are_never_committed():
-    transcriber = LiveTranscriber(NoisyDecoder(), lambda e: None, StreamOptions(step_s=0.3))
+    transcriber = LiveTranscriber(NoisyDecoder(), lambda e: None, synthetic_options(step_s=0.3))
     await feed(transcriber, utterance_audio(2.0))
     assert transcriber.text.split() == SCRIPT[: len(transcriber.text.split())]
     assert "." not in transcriber.text
@@ -173,7 +179,7 @@ class UnsureDecoder(FakeDecoder):
 
 
 async def test_an_unsure_word_is_committed_only_with_more_audio_after_it():
-    options = StreamOptions(step_s=0.3, commit_margin_s=0.25, min_commit_probability=0.6, uncertain_margin_s=1.0)
+    options = synthetic_options(step_s=0.3, commit_margin_s=0.25, min_commit_probability=0.6, uncertain_margin_s=1.0)
     decoder = UnsureDecoder()
     committed_by = {}  # word -> (window seconds, final) of the decode that committed it
 
@@ -202,7 +208,7 @@ class LoggingDecoder(FakeDecoder):
 
 async def test_the_final_decode_starts_at_the_pause_and_is_not_repeated():
     log = []
-    await feed(LiveTranscriber(LoggingDecoder(log), log.append, StreamOptions(step_s=0.3)), utterance_audio(2.5))
+    await feed(LiveTranscriber(LoggingDecoder(log), log.append, synthetic_options(step_s=0.3)), utterance_audio(2.5))
     finals = [i for i, e in enumerate(log) if isinstance(e, tuple) and e[2]]
     stopped = next(i for i, e in enumerate(log) if type(e).__name__ == "SpeechStopped")
     done = next(e for e in log if isinstance(e, UtteranceDone))
@@ -214,7 +220,7 @@ async def test_a_pause_inside_an_utterance_serves_as_a_partial():
     log = []
     rng = np.random.default_rng(4)
     audio = np.concatenate([silence(0.5), voice(1.2, rng), silence(0.42), voice(1.2, rng), silence(1.0)])
-    await feed(LiveTranscriber(LoggingDecoder(log), log.append, StreamOptions(step_s=0.3)), audio)
+    await feed(LiveTranscriber(LoggingDecoder(log), log.append, synthetic_options(step_s=0.3)), audio)
     final_windows = [seconds for kind, seconds, final in (e for e in log if isinstance(e, tuple)) if final]
     (done,) = [e for e in log if isinstance(e, UtteranceDone)]
     assert len(final_windows) == 2 and final_windows[0] < final_windows[1], "one at each pause, none after the end"
@@ -223,7 +229,7 @@ async def test_a_pause_inside_an_utterance_serves_as_a_partial():
 
 async def test_a_final_requested_mid_speech_decodes_the_whole_window():
     log = []
-    transcriber = LiveTranscriber(LoggingDecoder(log), log.append, StreamOptions(step_s=0.3))
+    transcriber = LiveTranscriber(LoggingDecoder(log), log.append, synthetic_options(step_s=0.3))
     rng = np.random.default_rng(5)
     for chunk in np.split(np.concatenate([silence(0.5), voice(1.2, rng), silence(0.42), voice(0.88, rng)]), 30):
         transcriber.push(chunk)
@@ -237,7 +243,7 @@ async def test_a_final_requested_mid_speech_decodes_the_whole_window():
 
 async def test_a_finalize_mid_speech_loses_no_audio_and_decodes_across_the_cut():
     log = []
-    options = StreamOptions(step_s=0.3)
+    options = synthetic_options(step_s=0.3)
     transcriber = LiveTranscriber(LoggingDecoder(log), log.append, options)
     audio = np.concatenate([silence(0.5), voice(4.0, np.random.default_rng(8)), silence(1.0)])
     cut_at = int(2.5 * SAMPLE_RATE)

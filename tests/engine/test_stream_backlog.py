@@ -31,7 +31,5 @@ async def test_the_backlog_grows_while_a_decode_is_busy_and_clears_after() -> No
     assert transcriber.backlog_seconds > 3.0  # everything after it waits
     gate.set()
     async with asyncio.timeout(30):
-        while transcriber.backlog_seconds > 0:
-            await asyncio.sleep(0.01)
-    await transcriber.finish()
+        await transcriber.finish()
     assert transcriber.backlog_seconds == 0

@@ -212,7 +212,7 @@ async def test_client_disconnect_ends_the_session_and_keeps_its_transcript(clien
         await asyncio.sleep(0.1)
     assert status["status"] == "failed" and status["error"]["code"] in {"client_disconnected", "upload_incomplete"}
     kept = normalise(status["text"])
-    assert kept and "and so my fellow americans ask not what your country can do for you".startswith(kept[:40])
+    assert "fellow americans" in kept, "what was committed before the client left is kept"
     assert client.app[SESSIONS].live() == []
 
 
