@@ -390,7 +390,9 @@ class LiveTranscriber:
             if utterance.continued:
                 words = await self._final_at_cut(utterance)
             else:
-                words = utterance.reusable_final() or await self._run_decode(utterance, final=True)
+                words = utterance.reusable_final()
+                if words is None:
+                    words = await self._run_decode(utterance, final=True)
             self._commit(utterance.agreement.commit_all(words))
         committed = utterance.agreement.committed
         text = _join(committed).strip()
