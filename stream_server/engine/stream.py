@@ -67,11 +67,12 @@ class StreamOptions:
     it before it is committed: more context often corrects it ("asked not" -> "ask not what")."""
     cut_context_s: float = 1.0
     """At a cut while the speaker goes on (a finalize mid-speech), each side's decode also hears
-    this much audio from the other side, and keeps only the words centred on its own: a window
-    ending or starting mid-phrase was decoded badly ("And so am I fellow Americans" for "And so
-    my fellow Americans"; "then leisure" as "then" + "it was easier"), and a word across the
-    cut came out as two wrong ones ("intense" + "city"). The cut utterance's final waits for
-    this much of what follows; the next utterance starts after the last word it kept."""
+    this much audio from the other side and keeps only its own words (the cut utterance those
+    centred before the cut, the next one those it did not keep): a window ending or starting
+    mid-phrase was decoded badly ("And so am I fellow Americans" for "And so my fellow
+    Americans"; "then leisure" as "then" + "it was easier"), and a word across the cut came out
+    as two wrong ones ("intense" + "city"). The cut utterance's final waits for this much of
+    what follows; the next utterance starts after the last word it kept."""
     prompt_chars: int = 200
     """Committed text (before the window) given to the decoder as context."""
     hallucination_no_speech_prob: float = 0.4
@@ -254,7 +255,7 @@ class LiveTranscriber:
                 self._close(event.time, event.trailing_silence, event.continued)
         self._kick()
 
-    def _close(self, end: float, trailing_silence: float, continued: bool = False) -> None:
+    def _close(self, end: float, trailing_silence: float, continued: bool) -> None:
         utterance, self._open = self._open, None
         utterance.end, utterance.trailing_silence, utterance.continued = end, trailing_silence, continued
         utterance.closed_at = time.monotonic()
