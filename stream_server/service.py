@@ -11,7 +11,7 @@ from typing import TypeVar
 import numpy as np
 
 from stream_server.audio import SAMPLE_RATE
-from stream_server.audio.decode import decode_file
+from stream_server.audio.decode import decode_channels, decode_file
 from stream_server.decoder.results import Transcription
 from stream_server.decoder.whisper import SpeechModel, TranscribeOptions
 from stream_server.engine.packing import PackOptions
@@ -115,6 +115,10 @@ class TranscriptionService:
     async def decode(self, data: bytes, filename: str | None) -> np.ndarray:
         """16 kHz mono float32; raises AudioDecodeError for anything that is not audio."""
         return await self.run(decode_file, data, filename)
+
+    async def decode_channels(self, data: bytes, filename: str | None) -> np.ndarray:
+        """16 kHz float32, one row per channel, unmixed."""
+        return await self.run(decode_channels, data, filename)
 
     async def transcribe_audio(self, audio: np.ndarray, options: TranscribeOptions) -> Transcription:
         model = self.model

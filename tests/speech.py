@@ -30,3 +30,27 @@ def word_errors(reference_text: str, hypothesis: str) -> tuple[int, int, int]:
     """(substituted, deleted, inserted) words, after Whisper's English normaliser."""
     counts = jiwer.process_words(_normalize(reference_text), _normalize(hypothesis))
     return counts.substitutions, counts.deletions, counts.insertions
+
+
+CALL = "en_call_stereo_8k.wav"
+"""A two-channel call: agent on channel 0, customer on channel 1 (turns in its .turns.tsv)."""
+
+
+def channel_references(name: str = CALL) -> dict[int, str]:
+    """Per-channel references of a multichannel clip (`<channel>\\t<text>` lines in its .txt)."""
+    lines = audio_path(name).with_suffix(".txt").read_text().splitlines()
+    return {int(channel): text for channel, text in (line.split("\t", 1) for line in lines if line.strip())}
+
+
+def call_turns(name: str = CALL) -> list[int]:
+    """The channel of each turn of a call, in time order."""
+    rows = audio_path(name).with_suffix(".turns.tsv").read_text().splitlines()[1:]
+    return [int(row.split("\t")[2]) for row in rows if row.strip()]
+
+
+def leaked_words(hypothesis: str, own: str, other: str) -> set[str]:
+    """Words of `hypothesis` found only in the other channel's reference: crosstalk."""
+    def words(text: str) -> set[str]:
+        return set(_normalize(text).split())
+
+    return words(hypothesis) & (words(other) - words(own))

@@ -14,12 +14,13 @@ from aiohttp.helpers import parse_mimetype
 
 from stream_server.decoder.whisper import MAX_TEMPERATURE, TranscribeOptions
 from stream_server.errors import InvalidRequest, NotFound
-from stream_server.formats import RESPONSE_FORMATS, render
+from stream_server.formats import RESPONSE_FORMATS, render, render_channels
 from stream_server.models import OPENAI_MODEL_ALIASES
 from stream_server.routing.backends import Routed
 from stream_server.routing.router import RouteRequest
 from stream_server.transports.appkeys import SERVICE, SETTINGS, TRANSCRIBER
 from stream_server.transports.audio_input import audio_from_form
+from stream_server.transports.channel_params import ChannelRequest, parse_channels
 from stream_server.transports.auth import principal_of
 from stream_server.audio.live import RawFormat, container_pcm, raw_pcm
 from stream_server.audio.wav import wav_bytes
@@ -56,6 +57,7 @@ class TranscriptionRequest:
     partials: bool
     """Live extension events (partials, utterances, speech start/stop) on the SSE stream."""
     route: RouteRequest = RouteRequest()
+    channels: ChannelRequest = ChannelRequest()
 
 
 def served_model_names(request: web.Request) -> list[str]:
@@ -116,6 +118,7 @@ def parse_transcription_request(form: Form, served: list[str], default_model: st
         stream=stream,
         partials=parse_bool(form.get("partials"), "partials"),
         route=parse_route(form),
+        channels=parse_channels(form),
     )
 
 
@@ -242,16 +245,20 @@ async def _respond_live(request: web.Request, params: TranscriptionRequest, pcm)
 async def _respond_file(
     request: web.Request, params: TranscriptionRequest, data: bytes, filename: str | None
 ) -> web.Response:
-    routed = await request.app[TRANSCRIBER].transcribe(
-        principal_of(request), data, filename, params.options, model=params.model, route=params.route
-    )
-    rendered = render(
-        routed.result,
-        params.response_format,
-        granularities=params.granularities,
-        include_logprobs=params.include_logprobs,
-        extra=transcription_header(routed),
-    )
+    transcriber, principal = request.app[TRANSCRIBER], principal_of(request)
+    style = {"granularities": params.granularities, "include_logprobs": params.include_logprobs}
+    if params.channels.multichannel:
+        per_channel = await transcriber.transcribe_channels(
+            principal, data, filename, params.options, model=params.model, labels=params.channels.labels, route=params.route
+        )
+        routed = per_channel[0][1]
+        results = [result for result, _ in per_channel]
+        rendered = render_channels(results, params.response_format, **style, extra=transcription_header(routed))
+    else:
+        routed = await transcriber.transcribe(
+            principal, data, filename, params.options, model=params.model, route=params.route
+        )
+        rendered = render(routed.result, params.response_format, **style, extra=transcription_header(routed))
     response = web.Response(text=rendered.body, content_type=rendered.content_type)
     response.headers[PROVIDER_HEADER] = routed.provider  # the text formats have no field for it
     return response

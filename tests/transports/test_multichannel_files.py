@@ -1,0 +1,84 @@
+"""multichannel=true on the file API: each channel transcribed on its own, in every format."""
+
+import pytest
+from faster_whisper.audio import decode_audio
+
+from stream_server.decoder.whisper import TranscribeOptions
+from tests.conftest import audio_path
+from tests.speech import CALL, call_turns, channel_references, leaked_words, wer
+
+STEREO = "en_stereo_L61-70968-0000_R260-libritts.wav"  # two speakers, one per channel, 5 s
+
+
+@pytest.fixture(scope="module")
+def offline_wer(speech_model) -> dict[int, float]:
+    """Each channel of the call decoded alone by the model, as the file API decodes a file."""
+    left, right = decode_audio(str(audio_path(CALL)), sampling_rate=16000, split_stereo=True)
+    refs = channel_references()
+    return {
+        channel: wer(refs[channel], speech_model.transcribe(audio, TranscribeOptions()).text)
+        for channel, audio in enumerate((left, right))
+    }
+
+
+async def transcribe(client, name: str, words: bool = False, **fields) -> object:
+    form = [("model", "whisper-1"), ("multichannel", "true"), *fields.items()]
+    form += [("timestamp_granularities[]", g) for g in ("word", "segment") if words]
+    response = await client.post("/v1/audio/transcriptions", data=[*form, ("file", audio_path(name).open("rb"))])
+    assert response.status == 200, await response.text()
+    return await (response.json() if fields.get("response_format", "json").endswith("json") else response.text())
+
+
+async def test_call_gives_each_channel_its_own_words(client, offline_wer):
+    body = await transcribe(client, CALL, words=True, response_format="verbose_json")
+    refs = channel_references()
+    texts = {c["channel"]: c["text"] for c in body["channels"]}
+    assert sorted(texts) == [0, 1]
+    for channel, other in ((0, 1), (1, 0)):
+        assert not leaked_words(texts[channel], refs[channel], refs[other]), channel
+        assert wer(refs[channel], texts[channel]) <= 1.1 * offline_wer[channel] + 0.02, (channel, texts[channel])
+    starts = [s["start"] for s in body["segments"]]
+    assert starts == sorted(starts) and {s["channel"] for s in body["segments"]} == {0, 1}
+    assert all("channel" in w for w in body["words"]) and body["words"][0]["start"] < 2.0
+    lines = body["text"].splitlines()
+    assert [int(line.split("]")[0].removeprefix("[channel ")) for line in lines] == call_turns()
+    assert body["duration"] == pytest.approx(86.6, abs=0.2)
+    assert body["usage"]["seconds"] == pytest.approx(2 * 86.6, abs=2)  # each channel is transcribed
+
+
+async def test_labels_in_subtitles_and_json(client):
+    labels = {"channel_labels": "reader,narrator"}
+    srt = await transcribe(client, STEREO, response_format="srt", **labels)
+    cues = srt.strip().split("\n\n")
+    assert [c.splitlines()[2].split("]")[0] for c in cues] == ["[reader", "[narrator"], srt
+    assert "wizard" in cues[0].lower() and "horizon" in cues[1].lower()
+    vtt = await transcribe(client, STEREO, response_format="vtt", **labels)
+    assert vtt.startswith("WEBVTT") and "<v reader>" in vtt and "<v narrator>" in vtt
+    body = await transcribe(client, STEREO, **labels)
+    assert [c["label"] for c in body["channels"]] == ["reader", "narrator"]
+    assert body["text"].startswith("[reader] ") and "\n[narrator] " in body["text"]
+    text = await transcribe(client, STEREO, response_format="text")
+    assert text.startswith("[channel 0] ") and "\n[channel 1] " in text
+
+
+async def test_mono_file_is_one_channel(client):
+    body = await transcribe(client, "en_jfk_16k.wav", response_format="verbose_json")
+    assert [c["channel"] for c in body["channels"]] == [0]
+    assert body["text"].startswith("[channel 0] And so") and "\n" not in body["text"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [({"channel_labels": "a,b"}, "channel_labels"), ({"multichannel": "maybe"}, "multichannel")],
+)
+async def test_bad_channel_fields_are_400(client, fields, param):
+    form = {"model": "whisper-1", "file": audio_path(STEREO).open("rb"), **fields}
+    response = await client.post("/v1/audio/transcriptions", data=form)
+    assert response.status == 400
+    assert (await response.json())["error"]["param"] == param
+
+
+async def test_duplicate_labels_are_400(client):
+    form = {"model": "whisper-1", "file": audio_path(STEREO).open("rb"), "multichannel": "true", "channel_labels": "a,a"}
+    response = await client.post("/v1/audio/transcriptions", data=form)
+    assert response.status == 400 and (await response.json())["error"]["param"] == "channel_labels"
