@@ -32,6 +32,15 @@ def channels(count: int, labels: Sequence[str] = ()) -> tuple[Channel, ...]:
 
 
 @dataclass(frozen=True)
+class ChannelText:
+    channel: Channel
+    text: str
+
+    def fields(self) -> dict:
+        return self.channel.fields() | {"text": self.text}
+
+
+@dataclass(frozen=True)
 class ChannelTranscription:
     """One channel of a file, decoded on its own."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from stream_server.channels import ChannelText
 from stream_server.decoder.results import Word
 
 
@@ -14,6 +15,8 @@ from stream_server.decoder.results import Word
 class Event:
     seq: int = field(default=-1, kw_only=True)
     """Set by the session when the event is published; strictly increasing per session."""
+    channel: int | None = field(default=None, kw_only=True)
+    """The audio channel (0-based) it is about, in a multichannel stream; None otherwise."""
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,8 @@ class SessionStarted(Event):
     language: str | None
     provider: str = ""
     """The backend the stream runs on, chosen at its start."""
+    channel_labels: tuple[str, ...] | None = None
+    """A multichannel stream's names for its channels (empty if none given); None: mono."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,8 @@ class StreamDone(Event):
     """Seconds of audio that went to the decoder."""
     prompt_tokens: int
     """Prompt tokens fed to the decoder over the stream."""
+    channels: tuple[ChannelText, ...] = ()
+    """A multichannel stream's text per channel; `text` is then the labelled conversation."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from stream_server.channels import Channel, ChannelTranscription, conversation, file_turns, span
+from stream_server.channels import Channel, ChannelText, ChannelTranscription, conversation, file_turns, span
 from stream_server.decoder.results import Segment, Transcription, Word
 from stream_server.languages import language_name
 
@@ -117,7 +117,7 @@ def render_channels(
         cues = [(t.start, t.end, f"<v {t.channel.name}>{t.text}") for t in spoken]
         return Rendered(_subtitles(cues, ".", header="WEBVTT\n\n"), "text/vtt")
     head = dict(extra or {})
-    listed = [r.channel.fields() | {"text": r.result.text} for r in results]
+    listed = [ChannelText(r.channel, r.result.text).fields() for r in results]
     usage = duration_usage(sum(r.result.duration for r in results))
     if response_format == "json":
         body: dict = head | {"text": text, "channels": listed, "usage": usage}

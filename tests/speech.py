@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 import jiwer
+from faster_whisper.audio import decode_audio
 from whisper_normalizer.english import EnglishTextNormalizer
 
 from tests.conftest import audio_path
@@ -54,3 +57,14 @@ def leaked_words(hypothesis: str, own: str, other: str) -> set[str]:
         return set(_normalize(text).split())
 
     return words(hypothesis) & (words(other) - words(own))
+
+
+@cache
+def offline_call_wer(model) -> dict[int, float]:
+    """Each channel of the call decoded alone, offline, as a file is (beam 5, Silero VAD): the
+    accuracy a per-channel transcript is measured against."""
+    from stream_server.decoder.whisper import TranscribeOptions
+
+    refs = channel_references()
+    split = decode_audio(str(audio_path(CALL)), sampling_rate=16000, split_stereo=True)
+    return {c: wer(refs[c], model.transcribe(audio, TranscribeOptions()).text) for c, audio in enumerate(split)}

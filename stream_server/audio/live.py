@@ -1,4 +1,5 @@
-"""Audio that arrives a piece at a time, turned into 16 kHz mono float32 as it comes.
+"""Audio that arrives a piece at a time, turned into 16 kHz float32 as it comes: mixed to mono,
+or (split) a (channels, samples) array per piece with each channel kept apart.
 
 Raw PCM and G.711 are decoded chunk by chunk; containers (wav, ogg/opus, webm, mp3, flac)
 are read by FFmpeg on a worker thread from a pipe the upload feeds. A container FFmpeg cannot
@@ -18,7 +19,7 @@ import av
 import numpy as np
 
 from stream_server.audio import SAMPLE_RATE
-from stream_server.audio.decode import decode_file
+from stream_server.audio.decode import decode_channels, decode_file
 from stream_server.errors import AudioDecodeError, PayloadTooLarge
 
 RAW_CODECS = {
@@ -51,52 +52,68 @@ class RawFormat:
             raise AudioDecodeError("channels must be between 1 and 8", param="channels")
 
 
-class _Mono16k:
-    """FFmpeg's resampler, stateful across calls, to 16 kHz mono float32."""
+class _To16k:
+    """FFmpeg's resampler, stateful across calls, to 16 kHz float32: mono, or (split) planar
+    with the input's channels, as a (channels, samples) array."""
 
-    def __init__(self) -> None:
-        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    def __init__(self, split: bool = False, channels: int = 1) -> None:
+        self._split, self._channels = split, channels
+        self._resampler: av.AudioResampler | None = None
+        if not split:
+            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
 
     def __call__(self, frame: av.AudioFrame | None) -> np.ndarray:
+        if self._resampler is None:
+            if frame is None:
+                return self.empty()
+            self._channels = len(frame.layout.channels)
+            self._resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=SAMPLE_RATE)
         frames = self._resampler.resample(frame)
         if not frames:
-            return np.zeros(0, np.float32)
+            return self.empty()
+        if self._split:
+            return np.concatenate([f.to_ndarray() for f in frames], axis=1).astype(np.float32, copy=False)
         return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32, copy=False)
+
+    def empty(self) -> np.ndarray:
+        return np.zeros((self._channels, 0) if self._split else 0, np.float32)
 
 
 class RawDecoder:
-    """Decode raw PCM / G.711 chunks of any size (a sample split across chunks is carried)."""
+    """Decode raw PCM / G.711 chunks of any size (a sample split across chunks is carried);
+    `split` keeps interleaved channels apart."""
 
-    def __init__(self, fmt: RawFormat):
+    def __init__(self, fmt: RawFormat, split: bool = False):
         self._codec = av.CodecContext.create(RAW_CODECS[fmt.encoding], "r")
         self._codec.sample_rate = fmt.sample_rate
         self._codec.layout = {1: "mono", 2: "stereo"}.get(fmt.channels, f"{fmt.channels}c")
         width = 4 if fmt.encoding == "f32le" else 2 if fmt.encoding.startswith("s16") else 1
         self._block = width * fmt.channels
         self._carry = b""
-        self._to_mono = _Mono16k()
+        self._to_16k = _To16k(split, fmt.channels)
 
     def decode(self, data: bytes) -> np.ndarray:
         data = self._carry + data
         whole = len(data) // self._block * self._block
         self._carry = data[whole:]
         if not whole:
-            return np.zeros(0, np.float32)
+            return self._to_16k.empty()
         frames = self._codec.decode(av.Packet(data[:whole]))
-        return _concat([self._to_mono(f) for f in frames])
+        pieces = [self._to_16k(f) for f in frames]
+        return np.concatenate(pieces, axis=-1) if pieces else self._to_16k.empty()
 
     def flush(self) -> np.ndarray:
-        return self._to_mono(None)
+        return self._to_16k(None)
 
 
-async def raw_pcm(chunks: AsyncIterator[bytes], fmt: RawFormat) -> AsyncIterator[np.ndarray]:
-    decoder = RawDecoder(fmt)
+async def raw_pcm(chunks: AsyncIterator[bytes], fmt: RawFormat, split: bool = False) -> AsyncIterator[np.ndarray]:
+    decoder = RawDecoder(fmt, split)
     async for chunk in chunks:
         pcm = decoder.decode(chunk)
-        if len(pcm):
+        if pcm.shape[-1]:
             yield pcm
     tail = decoder.flush()
-    if len(tail):
+    if tail.shape[-1]:
         yield tail
 
 
@@ -123,7 +140,7 @@ class _Pipe(io.RawIOBase):
 
 
 async def container_pcm(
-    chunks: AsyncIterator[bytes], filename: str | None, max_buffer_bytes: int
+    chunks: AsyncIterator[bytes], filename: str | None, max_buffer_bytes: int, split: bool = False
 ) -> AsyncIterator[np.ndarray]:
     """Decode a container while it uploads; fall back to decoding it whole if FFmpeg needs to seek."""
     loop = asyncio.get_running_loop()
@@ -133,16 +150,16 @@ async def container_pcm(
     """Set once FFmpeg produced audio: from then on the upload is not kept for a fallback."""
 
     def decode_in_thread() -> None:
-        to_mono = _Mono16k()
+        to_16k = _To16k(split)
         try:
             with av.open(pipe, mode="r") as container:
                 stream = container.streams.audio[0]
                 for frame in container.decode(stream):
-                    pcm = to_mono(frame)
-                    if len(pcm):
+                    pcm = to_16k(frame)
+                    if pcm.shape[-1]:
                         streamed.set()
                         loop.call_soon_threadsafe(out.put_nowait, pcm)
-            loop.call_soon_threadsafe(out.put_nowait, to_mono(None))
+            loop.call_soon_threadsafe(out.put_nowait, to_16k(None))
             loop.call_soon_threadsafe(out.put_nowait, None)
         except BaseException as exc:  # handed to the event loop, which decides
             loop.call_soon_threadsafe(out.put_nowait, exc)
@@ -175,9 +192,10 @@ async def container_pcm(
                 if streamed.is_set():
                     raise AudioDecodeError(f"the audio stream broke off: {item}", param="file") from item
                 await feeder  # FFmpeg could not stream it: take the whole upload, then decode
-                yield await loop.run_in_executor(None, decode_file, bytes(kept), filename)
+                decode = decode_channels if split else decode_file
+                yield await loop.run_in_executor(None, decode, bytes(kept), filename)
                 return
-            if len(item):
+            if item.shape[-1]:
                 yield item
         await feeder
     finally:
@@ -185,6 +203,3 @@ async def container_pcm(
             feeder.cancel()
             pipe.chunks.put_nowait(b"") if not pipe.chunks.full() else None
 
-
-def _concat(arrays: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate(arrays) if arrays else np.zeros(0, np.float32)

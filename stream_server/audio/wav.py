@@ -1,4 +1,4 @@
-"""16 kHz mono float32 PCM back to bytes: a WAV file."""
+"""16 kHz float32 PCM back to bytes: a WAV file."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from stream_server.audio import SAMPLE_RATE
 
 
 def wav_bytes(audio: np.ndarray) -> bytes:
-    """16 kHz mono float32 as a 16-bit WAV file."""
+    """16 kHz float32, mono or (channels, samples), as a 16-bit WAV file."""
+    rows = audio.reshape(1, -1) if audio.ndim == 1 else audio
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as wav:
-        wav.setnchannels(1)
+        wav.setnchannels(rows.shape[0])
         wav.setsampwidth(2)
         wav.setframerate(SAMPLE_RATE)
-        wav.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+        wav.writeframes((np.clip(rows.T, -1, 1) * 32767).astype("<i2").tobytes())
     return buffer.getvalue()

@@ -11,6 +11,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from stream_server.channels import Channel, ChannelText, channels, conversation, turns
 from stream_server.events import (
     TERMINAL_EVENTS,
     Event,
@@ -33,9 +34,16 @@ class LiveSession:
     owner: str | None = None
     provider: str = ""
     """The backend the stream runs on, chosen at its start and kept to its end."""
+    channel_labels: tuple[str, ...] | None = None
+    """A multichannel session's channel names (empty if none given); None: mono."""
+    details: dict[str, str] = field(default_factory=dict)
+    """What the transport knows of the stream's origin (a call's `call_sid`, `stream_sid`)."""
     created_at: float = field(default_factory=time.time)
     events: list[Event] = field(default_factory=list)
     text: str = ""
+    """The committed text; a multichannel session's is its conversation, one labelled turn a line."""
+    channel_text: dict[int, str] = field(default_factory=dict)
+    """A multichannel session's committed text per channel."""
     utterances: list[UtteranceDone] = field(default_factory=list)
     outcome: Event | None = None
     """The StreamDone or StreamFailed that ended it; None while live."""
@@ -52,15 +60,35 @@ class LiveSession:
             return event  # nothing follows the end
         event = dataclasses.replace(event, seq=len(self.events))
         self.events.append(event)
-        if isinstance(event, TextCommitted):
+        if isinstance(event, TextCommitted) and event.channel is not None:
+            text = self.channel_text.get(event.channel, "")
+            self.channel_text[event.channel] = text + (event.delta if text else event.delta.lstrip())
+        elif isinstance(event, TextCommitted):
             self.text += event.delta
         elif isinstance(event, UtteranceDone):
             self.utterances.append(event)
+            if event.channel is not None:
+                self.text = conversation(turns((self.channel(u.channel), u.start, u.end, u.text) for u in self.utterances))
         elif isinstance(event, TERMINAL_EVENTS):
             self.outcome = event
+            if isinstance(event, StreamDone) and event.channels:
+                self.text = event.text
         self._changed.set()
         self._changed = asyncio.Event()
         return event
+
+    @property
+    def multichannel(self) -> bool:
+        return self.channel_labels is not None
+
+    def channel_texts(self) -> tuple[ChannelText, ...]:
+        """Each channel's text: final once the stream is done, committed so far before."""
+        if isinstance(self.outcome, StreamDone) and self.outcome.channels:
+            return self.outcome.channels
+        return tuple(ChannelText(self.channel(i), self.channel_text[i]) for i in sorted(self.channel_text))
+
+    def channel(self, index: int | None) -> Channel:
+        return channels((index or 0) + 1, self.channel_labels or ())[index or 0]
 
     def fail(self, message: str, code: str) -> None:
         self.publish(StreamFailed(message=message, code=code))
@@ -84,13 +112,31 @@ class SessionHub:
         self._sessions: OrderedDict[str, LiveSession] = OrderedDict()
         self._keep_finished = keep_finished
 
-    def create(self, model: str, language: str | None, owner: str | None = None, provider: str = "") -> LiveSession:
+    def create(
+        self,
+        model: str,
+        language: str | None,
+        owner: str | None = None,
+        provider: str = "",
+        *,
+        channel_labels: tuple[str, ...] | None = None,
+        details: dict[str, str] | None = None,
+    ) -> LiveSession:
         self._forget_old()
         session = LiveSession(
-            id=f"sess_{uuid.uuid4().hex}", model=model, language=language, owner=owner, provider=provider
+            id=f"sess_{uuid.uuid4().hex}",
+            model=model,
+            language=language,
+            owner=owner,
+            provider=provider,
+            channel_labels=channel_labels,
+            details=dict(details or {}),
         )
         self._sessions[session.id] = session
-        session.publish(SessionStarted(session_id=session.id, model=model, language=language, provider=provider))
+        started = SessionStarted(
+            session_id=session.id, model=model, language=language, provider=provider, channel_labels=channel_labels
+        )
+        session.publish(started)
         return session
 
     def get(self, session_id: str) -> LiveSession | None:

@@ -202,6 +202,11 @@ class LiveTranscriber:
         closed = sum(len(u.audio) for u in self._closed) / SAMPLE_RATE
         return closed + (self._open.undecoded_seconds() if self._open is not None else 0.0)
 
+    @property
+    def decoding(self) -> bool:
+        """A decode is under way (so the backlog will shrink without more audio)."""
+        return self._worker is not None and not self._worker.done()
+
     def push(self, pcm: np.ndarray) -> None:
         """Take 16 kHz mono float32 audio; never blocks on decoding."""
         self.received_seconds += len(pcm) / SAMPLE_RATE

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 from stream_server.storage.records import SessionRecord, StoredFile, UsageRecord, UsageSummary
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     id TEXT PRIMARY KEY,
@@ -37,12 +38,15 @@ CREATE TABLE IF NOT EXISTS sessions (
     transcript TEXT NOT NULL,
     duration REAL NOT NULL,
     created_at REAL NOT NULL,
-    ended_at REAL NOT NULL
+    ended_at REAL NOT NULL,
+    details TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS sessions_owner ON sessions (owner);
 """
+MIGRATIONS = {2: "ALTER TABLE sessions ADD COLUMN details TEXT NOT NULL DEFAULT '{}'"}
+"""Statements that bring a catalog of the version before up to each version."""
 FILE_COLUMNS = "id, filename, bytes, created_at, purpose, owner, duration"
-SESSION_COLUMNS = "id, owner, model, language, transcript, duration, created_at, ended_at"
+SESSION_COLUMNS = "id, owner, model, language, transcript, duration, created_at, ended_at, details"
 
 
 class Catalog:
@@ -51,7 +55,11 @@ class Catalog:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        existing = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sessions'").fetchone()
         self._db.executescript(SCHEMA)
+        for step in range(max(version, 1) + 1, SCHEMA_VERSION + 1) if existing else ():
+            self._db.execute(MIGRATIONS[step])
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -103,19 +111,23 @@ class Catalog:
 
     def add_session(self, s: SessionRecord) -> None:
         self._db.execute(
-            f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (s.id, s.owner, s.model, s.language, s.transcript, s.duration, s.created_at, s.ended_at),
+            f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (s.id, s.owner, s.model, s.language, s.transcript, s.duration, s.created_at, s.ended_at, json.dumps(s.details)),
         )
 
     def get_session(self, session_id: str) -> SessionRecord | None:
         row = self._db.execute(
             f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
         ).fetchone()
-        return SessionRecord(*row) if row else None
+        return _session(row) if row else None
 
     def list_sessions(self, owner: str | None) -> list[SessionRecord]:
         rows = self._db.execute(
             f"SELECT {SESSION_COLUMNS} FROM sessions WHERE (?1 IS NULL OR owner = ?1) ORDER BY created_at, id",
             (owner,),
         )
-        return [SessionRecord(*row) for row in rows]
+        return [_session(row) for row in rows]
+
+
+def _session(row: tuple) -> SessionRecord:
+    return SessionRecord(*row[:-1], details=json.loads(row[-1]))

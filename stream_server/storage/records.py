@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def new_file_id() -> str:
@@ -61,3 +61,6 @@ class SessionRecord:
     """Audio seconds the session received."""
     created_at: float
     ended_at: float
+    details: dict = field(default_factory=dict)
+    """More fields of the session object: a call's `call_sid` and `stream_sid`, a multichannel
+    session's `channels`."""

@@ -41,17 +41,19 @@ class AudioInbox:
         self._backlog = backlog
 
     def put(self, pcm: np.ndarray) -> None:
-        """Queue 16 kHz audio; Overloaded when more than `limit_s` would be waiting."""
-        if self._ended or not len(pcm):
+        """Queue 16 kHz audio (mono, or one row per channel); Overloaded when more than
+        `limit_s` would be waiting."""
+        samples = pcm.shape[-1]
+        if self._ended or not samples:
             return
-        if self.queued_seconds + len(pcm) / SAMPLE_RATE > self.limit_s:
+        if self.queued_seconds + samples / SAMPLE_RATE > self.limit_s:
             raise Overloaded(
                 f"audio is arriving faster than it can be transcribed: more than {self.limit_s:g} s "
                 "is waiting; send it at real-time speed or retry later",
                 code="falling_behind",
             )
         self._chunks.append(pcm)
-        self._queued_samples += len(pcm)
+        self._queued_samples += samples
         self._arrived.set()
 
     def then(self, action: Callable[[], None]) -> None:
@@ -75,7 +77,7 @@ class AudioInbox:
                 if callable(item):
                     item()
                     continue
-                self._queued_samples -= len(item)
+                self._queued_samples -= item.shape[-1]
                 yield item
             elif self._ended:
                 return

@@ -39,12 +39,15 @@ def event_json(
     event: Event, count_tokens: Callable[[str], int], *, logprobs: bool = False, provider: str | None = None
 ) -> dict:
     """The wire object; word log-probabilities on deltas only when asked (they are large).
-    `provider`, the session's backend, is added to the done event."""
+    `provider`, the session's backend, is added to the done event. An event of one channel of a
+    multichannel stream carries `channel`."""
     body = _body(event, count_tokens)
     if not logprobs:
         body.pop("logprobs", None)
     if provider and isinstance(event, StreamDone):
         body["provider"] = provider
+    if event.channel is not None:
+        body["channel"] = event.channel
     body["seq"] = event.seq
     return body
 
@@ -57,7 +60,7 @@ def _body(event: Event, count_tokens: Callable[[str], int]) -> dict:
             "model": event.model,
             "language": event.language,
             "provider": event.provider,
-        }
+        } | ({"multichannel": True, "channel_labels": list(event.channel_labels)} if event.channel_labels is not None else {})
     if isinstance(event, SpeechStarted):
         return {"type": "speech.started", "time": _t(event.time)}
     if isinstance(event, SpeechStopped):
@@ -98,7 +101,7 @@ def _body(event: Event, count_tokens: Callable[[str], int]) -> dict:
                 "total_tokens": audio_tokens + event.prompt_tokens + output_tokens,
                 "input_token_details": {"audio_tokens": audio_tokens, "text_tokens": event.prompt_tokens},
             },
-        }
+        } | ({"channels": [c.fields() for c in event.channels]} if event.channels else {})
     if isinstance(event, StreamFailed):
         return {
             "type": "error",

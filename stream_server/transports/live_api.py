@@ -11,14 +11,15 @@ from aiohttp import web
 
 from stream_server.engine.sessions import LiveSession
 from stream_server.errors import Forbidden, InvalidRequest, NotFound, ServiceError
-from stream_server.events import SessionStarted, StreamFailed
+from stream_server.events import SessionStarted, StreamFailed, TextCommitted
 from stream_server.principals import ANONYMOUS_ID
 from stream_server.routing.router import RouteRequest
 from stream_server.transports.appkeys import SESSIONS, STORAGE
 from stream_server.transports.auth import principal_of
 from stream_server.transports.errors import service_error_body
+from stream_server.transports.channel_params import ChannelRequest
 from stream_server.transports.event_json import OPENAI_TYPES, event_json
-from stream_server.transports.live_run import end_live_run, session_service, start_live_run
+from stream_server.transports.live_run import end_live_run, session_service, start_live_run, stored_details
 from stream_server.transports.sse import EventStream
 from stream_server.transports.stored_sessions import session_object
 
@@ -37,11 +38,23 @@ async def respond_live(
     partials: bool,
     logprobs: bool = False,
     route: RouteRequest = RouteRequest(),
+    channels: ChannelRequest = ChannelRequest(),
+    channel_count: int = 0,
 ) -> web.StreamResponse:
     """Transcribe `pcm` as it arrives and answer with SSE while it does."""
-    run = await start_live_run(request.app, principal_of(request), pcm, language=language, prompt=prompt, route=route)
+    run = await start_live_run(
+        request.app,
+        principal_of(request),
+        pcm,
+        language=language,
+        prompt=prompt,
+        route=route,
+        channels=channels,
+        channel_count=channel_count,
+    )
     session = run.session
     count_tokens = run.service.model.count_tokens
+    label = _DeltaLabels(session)
     try:
         async with EventStream(request, {SESSION_HEADER: session.id}) as sse:
             async for event in session.follow():
@@ -51,11 +64,29 @@ async def respond_live(
                     body = {"type": "transcript.text.delta", "delta": "", "session_id": session.id}
                 elif not partials and body["type"] not in OPENAI_TYPES and not isinstance(event, StreamFailed):
                     continue
+                elif not partials and isinstance(event, TextCommitted) and event.channel is not None:
+                    body["delta"] = label(event)
                 await sse.send(body)  # no `id:`: this stream cannot be resumed (`seq` is in the body)
             await sse.send("[DONE]")
             return sse.response
     finally:
         await end_live_run(request.app, run)
+
+
+class _DeltaLabels:
+    """A strict client reads only the deltas' text: in a multichannel stream, a delta from
+    another channel than the one before starts a new line with that channel's label."""
+
+    def __init__(self, session: LiveSession):
+        self._session = session
+        self._last: int | None = None
+
+    def __call__(self, event: TextCommitted) -> str:
+        if event.channel == self._last:
+            return event.delta
+        new_line = "" if self._last is None else "\n"
+        self._last = event.channel
+        return f"{new_line}[{self._session.channel(event.channel).name}] {event.delta.lstrip()}"
 
 
 def _not_found(request: web.Request) -> NotFound:
@@ -95,6 +126,7 @@ async def get_session(request: web.Request) -> web.Response:
             for u in session.utterances
         ],
     }
+    body |= stored_details(session)
     if isinstance(session.outcome, StreamFailed):
         body["error"] = service_error_body(ServiceError(session.outcome.message, code=session.outcome.code))["error"]
     return web.json_response(body)

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,10 +15,11 @@ from aiohttp import web
 
 from stream_server.audio import SAMPLE_RATE
 from stream_server.engine.admission import Ticket
+from stream_server.engine.channels import MultiChannelTranscriber
 from stream_server.engine.sessions import LiveSession
 from stream_server.engine.stream import LiveTranscriber, StreamOptions
 from stream_server.errors import InsufficientBalance, ServiceError
-from stream_server.events import StreamFailed
+from stream_server.events import Event, StreamFailed
 from stream_server.principals import ANONYMOUS_ID, Principal
 from stream_server.routing.backends import LocalBackend
 from stream_server.routing.router import RouteRequest
@@ -35,6 +36,7 @@ from stream_server.transports.appkeys import (
     SETTINGS,
     STORAGE,
 )
+from stream_server.transports.channel_params import ChannelRequest
 from stream_server.vad.segmenter import VadOptions
 
 log = logging.getLogger(__name__)
@@ -43,13 +45,21 @@ log = logging.getLogger(__name__)
 @dataclass
 class LiveRun:
     session: LiveSession
-    transcriber: LiveTranscriber
+    transcriber: LiveTranscriber | MultiChannelTranscriber
     principal: Principal
     ticket: Ticket
     """Its place under admission control; given back by end_live_run."""
     service: TranscriptionService
     """The local backend's service the stream decodes on, chosen at its start."""
     feeding: asyncio.Task | None = None
+
+    @property
+    def billed_seconds(self) -> float:
+        """Audio transcribed: every channel of a multichannel stream counts."""
+        transcriber = self.transcriber
+        if isinstance(transcriber, MultiChannelTranscriber):
+            return transcriber.channel_seconds
+        return transcriber.received_seconds
 
 
 def stream_options(app: web.Application) -> StreamOptions:
@@ -69,10 +79,18 @@ async def start_live_run(
     language: str | None,
     prompt: str | None,
     route: RouteRequest = RouteRequest(),
+    channels: ChannelRequest = ChannelRequest(),
+    channel_count: int = 0,
+    details: dict[str, str] | None = None,
 ) -> LiveRun:
     """Choose a local backend, check the caller may stream, admit it (or raise StreamRefused:
     HTTP 429, WebSocket 1013), open a session, and start feeding it in the background. Every run
-    that this returns must end in end_live_run, which gives its admission back."""
+    that this returns must end in end_live_run, which gives its admission back.
+
+    With `channels.multichannel`, `pcm` yields (channels, samples) arrays and each channel gets
+    its own transcriber (`channel_count` of them made up front, if known). A call is admitted as
+    one stream: its measured cost is the decode time of all its channels per second of the call,
+    and since people take turns that is about one continuous stream's."""
     backend = live_backend(app, route)
     service = backend.service
     model = service.model
@@ -82,9 +100,18 @@ async def start_live_run(
     allowance = await meter.remaining_seconds(principal)
     ticket = app[ADMISSION].admit(None if principal.key_id == ANONYMOUS_ID else principal.key_id)
     try:
-        session = app[SESSIONS].create(model.name, language, owner=principal.key_id, provider=backend.name)
+        labels = channels.labels if channels.multichannel else None
+        session = app[SESSIONS].create(
+            model.name, language, owner=principal.key_id, provider=backend.name, channel_labels=labels, details=details
+        )
         decode = service.window_decoder(model, language)
-        transcriber = LiveTranscriber(decode, session.publish, stream_options(app), prompt, observer=app[LATENCY])
+
+        def transcriber_for(publish: Callable[[Event], None]) -> LiveTranscriber:
+            return LiveTranscriber(decode, publish, stream_options(app), prompt, observer=app[LATENCY])
+
+        transcriber: LiveTranscriber | MultiChannelTranscriber = transcriber_for(session.publish)
+        if labels is not None:
+            transcriber = MultiChannelTranscriber(transcriber_for, session.publish, labels, channel_count)
     except BaseException:
         ticket.release()
         raise
@@ -110,8 +137,8 @@ async def _feed(pcm: AsyncIterator[np.ndarray], run: LiveRun, allowance: float |
     try:
         async for chunk in pcm:
             transcriber.push(chunk)
-            run.ticket.heard(len(chunk) / SAMPLE_RATE)
-            if allowance is not None and transcriber.received_seconds > allowance:
+            run.ticket.heard(chunk.shape[-1] / SAMPLE_RATE)
+            if allowance is not None and run.billed_seconds > allowance:
                 raise InsufficientBalance("insufficient balance: the key's audio seconds ran out during the stream")
         await transcriber.finish()
     except ServiceError as exc:
@@ -146,6 +173,13 @@ async def end_live_run(app: web.Application, run: LiveRun, reason: str = "the cl
     await asyncio.shield(_keep(app, run))
 
 
+def stored_details(session: LiveSession) -> dict:
+    """What a stored session keeps beyond its transcript: the transport's details (a call's
+    ids) and, for a multichannel one, each channel's text."""
+    channel_list = [c.fields() for c in session.channel_texts()] if session.multichannel else None
+    return dict(session.details) | ({"channels": channel_list} if channel_list is not None else {})
+
+
 async def _keep(app: web.Application, run: LiveRun) -> None:
     session, transcriber = run.session, run.transcriber
     try:
@@ -153,7 +187,7 @@ async def _keep(app: web.Application, run: LiveRun) -> None:
             run.principal,
             model=session.model,
             kind="stream",
-            audio_seconds=transcriber.received_seconds,
+            audio_seconds=run.billed_seconds,
             prompt_tokens=transcriber.prompt_tokens,
             completion_tokens=run.service.model.count_tokens(session.text),
         )
@@ -167,6 +201,7 @@ async def _keep(app: web.Application, run: LiveRun) -> None:
                 duration=transcriber.received_seconds,
                 created_at=session.created_at,
                 ended_at=time.time(),
+                details=stored_details(session),
             )
         )
     except Exception:

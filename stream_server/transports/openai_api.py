@@ -180,7 +180,7 @@ async def _transcribe_multipart(request: web.Request) -> web.StreamResponse:
     if file_part is not None and parse_bool(form.get("stream"), "stream"):
         params = parse_transcription_request(form, served_model_names(request))
         chunks = part_chunks(file_part, settings.idle_timeout_s)
-        pcm = container_pcm(chunks, form.filename, settings.max_upload_bytes)
+        pcm = container_pcm(chunks, form.filename, settings.max_upload_bytes, params.channels.multichannel)
         return await _respond_live(request, params, pcm)
     check_declared_length(request, settings.max_upload_bytes)  # a live upload has no length limit
     form = await read_rest(reader, form, file_part, settings.max_upload_bytes)
@@ -196,8 +196,8 @@ async def _transcribe_form(request: web.Request, form: Form) -> web.StreamRespon
     params = parse_transcription_request(form, served_model_names(request))
     audio = await audio_from_form(request, form)
     if params.stream:
-        pcm = container_pcm(_once(audio.data), audio.filename, request.app[SETTINGS].max_upload_bytes)
-        return await _respond_live(request, params, pcm)
+        limit, split = request.app[SETTINGS].max_upload_bytes, params.channels.multichannel
+        return await _respond_live(request, params, container_pcm(_once(audio.data), audio.filename, limit, split))
     return await _respond_file(request, params, audio.data, audio.filename)
 
 
@@ -221,14 +221,18 @@ async def _transcribe_raw_body(request: web.Request) -> web.StreamResponse:
         data = await read_bounded(chunks, settings.max_upload_bytes, too_large(settings.max_upload_bytes))
         if raw is None:
             return await _respond_file(request, params, data, None)
-        pcm = [p async for p in raw_pcm(_once(data), raw)]
-        audio = np.concatenate(pcm) if pcm else np.zeros(0, np.float32)
+        split = params.channels.multichannel
+        pcm = [p async for p in raw_pcm(_once(data), raw, split)]
+        audio = np.concatenate(pcm, axis=-1) if pcm else np.zeros(0, np.float32)
         return await _respond_file(request, params, wav_bytes(audio), None)
-    pcm = raw_pcm(chunks, raw) if raw else container_pcm(chunks, None, settings.max_upload_bytes)
-    return await _respond_live(request, params, pcm)
+    split = params.channels.multichannel
+    pcm = raw_pcm(chunks, raw, split) if raw else container_pcm(chunks, None, settings.max_upload_bytes, split)
+    return await _respond_live(request, params, pcm, raw.channels if raw else 0)
 
 
-async def _respond_live(request: web.Request, params: TranscriptionRequest, pcm) -> web.StreamResponse:
+async def _respond_live(
+    request: web.Request, params: TranscriptionRequest, pcm, channel_count: int = 0
+) -> web.StreamResponse:
     if params.response_format not in ("json", "text"):
         raise InvalidRequest("stream=true needs response_format json or text", param="response_format")
     return await respond_live(
@@ -239,6 +243,8 @@ async def _respond_live(request: web.Request, params: TranscriptionRequest, pcm)
         partials=params.partials,
         logprobs=params.include_logprobs,
         route=params.route,
+        channels=params.channels,
+        channel_count=channel_count,
     )
 
 

@@ -22,6 +22,7 @@ def session_object(s: SessionRecord) -> dict:
         "created_at": int(s.created_at),
         "ended_at": int(s.ended_at),
         "key_id": s.owner,
+        **s.details,
     }
 
 

@@ -25,6 +25,7 @@ from stream_server.routing.router import RouteRequest
 from stream_server.transports.appkeys import SESSIONS, SETTINGS
 from stream_server.transports.audio_inbox import AudioInbox
 from stream_server.transports.auth import STREAM_PATH, principal_of
+from stream_server.transports.channel_params import ChannelRequest, parse_channels
 from stream_server.transports.errors import error_body, service_error_body
 from stream_server.transports.event_json import event_json
 from stream_server.transports.forms import FIELD_LIMIT, Form, UploadStalled
@@ -64,6 +65,7 @@ class StreamParams:
     partials: bool
     prompt: str | None
     route: RouteRequest = RouteRequest()
+    channels: ChannelRequest = ChannelRequest()
 
 
 def parse_stream_params(request: web.Request) -> StreamParams:
@@ -75,7 +77,8 @@ def parse_stream_params(request: web.Request) -> StreamParams:
             f"model '{model}' is not served here; use one of {', '.join(served)}", param="model", code="model_not_found"
         )
     language = (query.get("language") or "").strip().lower() or None
-    route = parse_route(Form.from_query(request))
+    form = Form.from_query(request)
+    route = parse_route(form)
     live_backend(request.app, route).check_language(language)  # here too, so a plain GET hears of it
     encoding = query.get("encoding") or "pcm_s16le"
     if encoding not in ENCODINGS:
@@ -87,7 +90,7 @@ def parse_stream_params(request: web.Request) -> StreamParams:
     prompt = query.get("prompt") or None
     if prompt is not None and len(prompt) > FIELD_LIMIT:
         raise FieldTooLong("prompt is too long", param="prompt", limit=FIELD_LIMIT)
-    return StreamParams(model, language, audio, partials, prompt, route)
+    return StreamParams(model, language, audio, partials, prompt, route, parse_channels(form))
 
 
 def _int(query: Mapping[str, str], name: str, default: int) -> int:
@@ -148,20 +151,24 @@ async def stream_audio(request: web.Request) -> web.StreamResponse:
             language=params.language,
             prompt=params.prompt,
             route=params.route,
+            channels=params.channels,
+            channel_count=params.audio.channels,
         )
     except Overloaded as exc:  # a browser cannot read a refused handshake's status: say it in band
         await ws.prepare(request)
         await ws.send_str(json.dumps({"type": "error", **service_error_body(exc)}))
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=(exc.code or "overloaded").encode())
         return ws
-    inbox.pace_by(lambda: run.transcriber.backlog_seconds)
+    # held only while a decode runs: a transcriber waiting for the audio that ends a pause must get it
+    inbox.pace_by(lambda: run.transcriber.backlog_seconds if run.transcriber.decoding else 0.0)
     try:
         await ws.prepare(request)
         request.app[WEBSOCKETS].add(ws)
         socket = _Socket(ws)
         sender = asyncio.ensure_future(_send_events(socket, run, params.partials, run.service.model.count_tokens))
         try:
-            await _receive(socket, run, inbox, RawDecoder(params.audio), settings.idle_timeout_s)
+            decoder = RawDecoder(params.audio, split=params.channels.multichannel)
+            await _receive(socket, run, inbox, decoder, settings.idle_timeout_s)
             if run.session.outcome is not None:
                 await sender  # it sends the last events and closes
         finally:

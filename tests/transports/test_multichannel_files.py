@@ -1,24 +1,15 @@
 """multichannel=true on the file API: each channel transcribed on its own, in every format."""
 
 import pytest
-from faster_whisper.audio import decode_audio
-
-from stream_server.decoder.whisper import TranscribeOptions
 from tests.conftest import audio_path
-from tests.speech import CALL, call_turns, channel_references, leaked_words, wer
+from tests.speech import CALL, call_turns, channel_references, leaked_words, offline_call_wer, wer
 
 STEREO = "en_stereo_L61-70968-0000_R260-libritts.wav"  # two speakers, one per channel, 5 s
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def offline_wer(speech_model) -> dict[int, float]:
-    """Each channel of the call decoded alone by the model, as the file API decodes a file."""
-    left, right = decode_audio(str(audio_path(CALL)), sampling_rate=16000, split_stereo=True)
-    refs = channel_references()
-    return {
-        channel: wer(refs[channel], speech_model.transcribe(audio, TranscribeOptions()).text)
-        for channel, audio in enumerate((left, right))
-    }
+    return offline_call_wer(speech_model)
 
 
 async def transcribe(client, name: str, words: bool = False, **fields) -> object:
