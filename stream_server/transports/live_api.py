@@ -10,18 +10,17 @@ import numpy as np
 from aiohttp import web
 
 from stream_server.engine.sessions import LiveSession
-from stream_server.errors import Forbidden, InvalidRequest, NotFound, ServiceError
+from stream_server.errors import Forbidden, InvalidRequest, NotFound
 from stream_server.events import SessionStarted, StreamFailed, TextCommitted
 from stream_server.principals import ANONYMOUS_ID
 from stream_server.routing.router import RouteRequest
 from stream_server.transports.appkeys import SESSIONS, STORAGE
 from stream_server.transports.auth import principal_of
-from stream_server.transports.errors import service_error_body
 from stream_server.transports.channel_params import ChannelRequest
 from stream_server.transports.event_json import OPENAI_TYPES, event_json
-from stream_server.transports.live_run import end_live_run, session_service, start_live_run, stored_details
+from stream_server.transports.live_run import end_live_run, session_service, start_live_run
 from stream_server.transports.sse import EventStream
-from stream_server.transports.stored_sessions import session_object
+from stream_server.transports.stored_sessions import live_session_object, session_object
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -112,24 +111,7 @@ async def get_session(request: web.Request) -> web.Response:
         if not principal_of(request).may_access(record.owner):
             raise Forbidden("this session belongs to another API key", param="session_id", code="forbidden")
         return web.json_response({**session_object(record), "status": "completed"})
-    body = {
-        "id": session.id,
-        "object": "audio.session",
-        "status": session.status,
-        "model": session.model,
-        "provider": session.provider,
-        "language": session.language,
-        "created_at": int(session.created_at),
-        "text": session.text,
-        "utterances": [
-            {"id": u.utterance_id, "text": u.text, "start": round(u.start, 3), "end": round(u.end, 3)}
-            for u in session.utterances
-        ],
-    }
-    body |= stored_details(session)
-    if isinstance(session.outcome, StreamFailed):
-        body["error"] = service_error_body(ServiceError(session.outcome.message, code=session.outcome.code))["error"]
-    return web.json_response(body)
+    return web.json_response(live_session_object(session))
 
 
 @routes.get("/v1/audio/sessions/{session_id}/events")

@@ -1,12 +1,18 @@
-"""GET /v1/audio/sessions: finished live-session transcripts, the caller's own (an admin's: all)."""
+"""Session objects, and GET /v1/audio/sessions: finished live-session transcripts, the caller's
+own (an admin's: all)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from stream_server.engine.sessions import LiveSession
+from stream_server.errors import ServiceError
+from stream_server.events import StreamFailed
 from stream_server.storage import SessionRecord
 from stream_server.transports.appkeys import STORAGE
 from stream_server.transports.auth import principal_of
+from stream_server.transports.errors import service_error_body
+from stream_server.transports.live_run import stored_details
 
 routes = web.RouteTableDef()
 
@@ -24,6 +30,28 @@ def session_object(s: SessionRecord) -> dict:
         "key_id": s.owner,
         **s.details,
     }
+
+
+def live_session_object(session: LiveSession) -> dict:
+    """A session this process holds: live, or finished and not yet forgotten."""
+    body = {
+        "id": session.id,
+        "object": "audio.session",
+        "status": session.status,
+        "model": session.model,
+        "provider": session.provider,
+        "language": session.language,
+        "created_at": int(session.created_at),
+        "text": session.text,
+        "utterances": [
+            {"id": u.utterance_id, "text": u.text, "start": round(u.start, 3), "end": round(u.end, 3)}
+            for u in session.utterances
+        ],
+    }
+    body |= stored_details(session)
+    if isinstance(session.outcome, StreamFailed):
+        body["error"] = service_error_body(ServiceError(session.outcome.message, code=session.outcome.code))["error"]
+    return body
 
 
 @routes.get("/v1/audio/sessions")
