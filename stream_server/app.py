@@ -35,6 +35,7 @@ from stream_server.transports import (
     static_page,
     stored_sessions,
     transcribe_v2,
+    twilio_api,
     usage_api,
     websocket_api,
 )
@@ -93,6 +94,7 @@ def create_app(
     app.add_routes(metrics_api.routes)
     app.add_routes(providers_api.routes)
     websocket_api.setup(app)
+    app.add_routes(twilio_api.routes)
     static_page.setup(app)
     app.cleanup_ctx.append(partial(_service_context, models=given))
     app.cleanup_ctx.append(_providers_context)

@@ -100,6 +100,11 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "commits sooner, at some accuracy [STREAM_SERVER_UNSURE_WORD_WAIT]",
     )
     serve.add_argument(
+        "--twilio-auth-token",
+        default=default("TWILIO_AUTH_TOKEN", None),
+        help="Twilio account auth token: verify X-Twilio-Signature on /v1/twilio/stream [STREAM_SERVER_TWILIO_AUTH_TOKEN]",
+    )
+    serve.add_argument(
         "--api-key",
         action="append",
         dest="api_keys",
@@ -235,6 +240,7 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Sett
         completion_price_per_million=float(args.completion_price_per_million),
         currency=args.currency,
         stream_max_queue_s=float(args.stream_max_queue_s),
+        twilio_auth_token=args.twilio_auth_token or None,
         providers=load_providers(Path(args.config)) if args.config else (),
     )
 

@@ -75,6 +75,8 @@ class Settings:
     sse_keepalive_s: float = 10.0
     """An SSE response sends a comment line this often: it keeps proxies from timing out and
     reveals a vanished client."""
+    twilio_auth_token: str | None = None
+    """When set, a Twilio Media Streams upgrade must carry a valid X-Twilio-Signature."""
     stream_max_queue_s: float = 30.0
     """Audio a live WebSocket may have waiting for the decoder; past a third of it the client is
     warned (`falling_behind`), past all of it the stream is closed with 1013."""

@@ -17,6 +17,9 @@ from stream_server.transports.appkeys import KEYS, PRINCIPAL
 
 STREAM_PATH = "/v1/audio/stream"
 """The live-audio WebSocket (transports/websocket_api.py)."""
+TWILIO_PATH = "/v1/twilio/stream"
+"""Twilio Media Streams (transports/twilio_api.py): its key may also come inside the stream's
+`start` message, so the endpoint checks it itself."""
 SESSIONS_PATH = "/v1/audio/sessions/"
 """Under it, `{id}/events` is a session's SSE feed, which browsers open with EventSource."""
 
@@ -69,7 +72,7 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
     principal = keys.identify(key) if key is not None else None
     if principal is not None:
         request[PRINCIPAL] = principal
-    elif request.path.startswith(PROTECTED_PREFIXES) or request.path in PROTECTED_PATHS:
+    elif (request.path.startswith(PROTECTED_PREFIXES) or request.path in PROTECTED_PATHS) and request.path != TWILIO_PATH:
         if key is None:
             raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
         raise Unauthorized("incorrect API key provided")

@@ -1,5 +1,5 @@
-"""Session objects, and GET /v1/audio/sessions: finished live-session transcripts, the caller's
-own (an admin's: all)."""
+"""Session objects, and GET /v1/audio/sessions: the caller's live sessions (a dashboard
+watching calls), then its finished transcripts (an admin's: everyone's)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from aiohttp import web
 from stream_server.engine.sessions import LiveSession
 from stream_server.errors import ServiceError
 from stream_server.events import StreamFailed
+from stream_server.principals import ANONYMOUS_ID
 from stream_server.storage import SessionRecord
-from stream_server.transports.appkeys import STORAGE
+from stream_server.transports.appkeys import SESSIONS, STORAGE
 from stream_server.transports.auth import principal_of
 from stream_server.transports.errors import service_error_body
 from stream_server.transports.live_run import stored_details
@@ -58,5 +59,7 @@ def live_session_object(session: LiveSession) -> dict:
 async def list_sessions(request: web.Request) -> web.Response:
     principal = principal_of(request)
     owner = None if principal.is_admin else principal.key_id
+    live = [live_session_object(s) for s in request.app[SESSIONS].live() if principal.may_access(s.owner or ANONYMOUS_ID)]
     sessions = await request.app[STORAGE].list_sessions(owner=owner)
-    return web.json_response({"object": "list", "data": [session_object(s) for s in sessions]})
+    finished = [session_object(s) | {"status": "completed"} for s in sessions]
+    return web.json_response({"object": "list", "data": live + finished})
