@@ -73,3 +73,16 @@ async def test_duplicate_labels_are_400(client):
     form = {"model": "whisper-1", "file": audio_path(STEREO).open("rb"), "multichannel": "true", "channel_labels": "a,a"}
     response = await client.post("/v1/audio/transcriptions", data=form)
     assert response.status == 400 and (await response.json())["error"]["param"] == "channel_labels"
+
+
+async def test_a_raw_interleaved_body_is_split_too(client):
+    rows = decode_channels(audio_path(STEREO).read_bytes())
+    body = (rows.T.clip(-1, 1) * 32767).astype("<i2").tobytes()
+    response = await client.post(
+        "/v1/audio/transcriptions?model=whisper-1&multichannel=true&response_format=verbose_json",
+        data=body,
+        headers={"Content-Type": "audio/pcm;encoding=s16le;rate=16000;channels=2"},
+    )
+    assert response.status == 200, await response.text()
+    channels = (await response.json())["channels"]
+    assert "wizard" in channels[0]["text"].lower() and "horizon" in channels[1]["text"].lower()
