@@ -65,6 +65,10 @@ class StreamOptions:
     uncertain_margin_s: float = 3.0
     """A word the decoder gives less than `min_commit_probability` needs this much audio after
     it before it is committed: more context often corrects it ("asked not" -> "ask not what")."""
+    sure_probability: float = 1.1
+    sure_margin_s: float = 1.0
+    """A word given at least this probability, with this much audio after it, is committed from
+    one decode, without waiting for the next to agree."""
     cut_context_s: float = 1.0
     """At a cut while the speaker goes on (a finalize mid-speech), each side's decode also hears
     this much audio from the other side and keeps only its own words (the cut utterance those
@@ -73,6 +77,10 @@ class StreamOptions:
     Americans"; "then leisure" as "then" + "it was easier"), and a word across the cut came out
     as two wrong ones ("intense" + "city"). The cut utterance's final waits for this much of
     what follows; the next utterance starts after the last word it kept."""
+    partial_decodes: bool = True
+    """Decode the open utterance while it lasts, for partials and early commits. Off (a recorder
+    that shows no partials), each utterance is decoded once, when it ends: its text comes then,
+    at a fraction of the cost."""
     prompt_chars: int = 200
     """Committed text (before the window) given to the decoder as context."""
     hallucination_no_speech_prob: float = 0.4
@@ -198,9 +206,12 @@ class LiveTranscriber:
 
     @property
     def backlog_seconds(self) -> float:
-        """Speech received but not yet decoded: how far decoding lags behind the audio."""
+        """Speech received but not yet decoded where a decode is due: how far decoding lags
+        behind the audio (without partial decodes, the open utterance waits for its end)."""
         closed = sum(len(u.audio) for u in self._closed) / SAMPLE_RATE
-        return closed + (self._open.undecoded_seconds() if self._open is not None else 0.0)
+        if self._open is None or not self.options.partial_decodes:
+            return closed
+        return closed + self._open.undecoded_seconds()
 
     def push(self, pcm: np.ndarray) -> None:
         """Take 16 kHz mono float32 audio; never blocks on decoding."""
@@ -288,6 +299,8 @@ class LiveTranscriber:
         )
 
     def _partial_due(self, utterance: _Utterance) -> bool:
+        if not self.options.partial_decodes:
+            return False
         if utterance.early_final_due():
             return True
         if self._segmenter.trailing_silence * 1000 >= self.options.vad.pause_ms / 2:
@@ -369,7 +382,9 @@ class LiveTranscriber:
         if early:
             utterance.early_final = _FinalDecode(audio_start, samples, words)
         window_end = utterance.audio_end
-        self._commit(utterance.agreement.update(words, lambda word: self._settled(word, window_end)))
+        self._commit(
+            utterance.agreement.update(words, lambda word: self._settled(word, window_end), lambda word: self._sure(word, window_end))
+        )
         self._bound_window(utterance)
         self._publish_tail(utterance.agreement.tail)
 
@@ -379,6 +394,10 @@ class LiveTranscriber:
         options = self.options
         sure = word.probability >= options.min_commit_probability
         return word.end <= window_end - (options.commit_margin_s if sure else options.uncertain_margin_s)
+
+    def _sure(self, word: Word, window_end: float) -> bool:
+        options = self.options
+        return word.probability >= options.sure_probability and word.end <= window_end - options.sure_margin_s
 
     def _publish_tail(self, tail: list[Word]) -> None:
         if tail:

@@ -37,9 +37,12 @@ async def respond_live(
     partials: bool,
     logprobs: bool = False,
     route: RouteRequest = RouteRequest(),
+    partial_decodes: bool = True,
 ) -> web.StreamResponse:
     """Transcribe `pcm` as it arrives and answer with SSE while it does."""
-    run = await start_live_run(request.app, principal_of(request), pcm, language=language, prompt=prompt, route=route)
+    run = await start_live_run(
+        request.app, principal_of(request), pcm, language=language, prompt=prompt, route=route, partial_decodes=partial_decodes
+    )
     session = run.session
     count_tokens = run.service.model.count_tokens
     try:

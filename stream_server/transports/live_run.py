@@ -52,10 +52,11 @@ class LiveRun:
     feeding: asyncio.Task | None = None
 
 
-def stream_options(app: web.Application) -> StreamOptions:
+def stream_options(app: web.Application, partial_decodes: bool = True) -> StreamOptions:
     settings = app[SETTINGS]
     return StreamOptions(
         step_s=settings.stream_step_s,
+        partial_decodes=partial_decodes,
         uncertain_margin_s=settings.unsure_word_wait_s,
         vad=VadOptions(engine=settings.vad, aggressiveness=settings.vad_aggressiveness),
     )
@@ -69,10 +70,12 @@ async def start_live_run(
     language: str | None,
     prompt: str | None,
     route: RouteRequest = RouteRequest(),
+    partial_decodes: bool = True,
 ) -> LiveRun:
     """Choose a local backend, check the caller may stream, admit it (or raise StreamRefused:
     HTTP 429, WebSocket 1013), open a session, and start feeding it in the background. Every run
-    that this returns must end in end_live_run, which gives its admission back."""
+    that this returns must end in end_live_run, which gives its admission back.
+    `partial_decodes` off: a client that asked for no partials gets each utterance decoded once."""
     backend = live_backend(app, route)
     service = backend.service
     model = service.model
@@ -84,7 +87,7 @@ async def start_live_run(
     try:
         session = app[SESSIONS].create(model.name, language, owner=principal.key_id, provider=backend.name)
         decode = service.window_decoder(model, language)
-        transcriber = LiveTranscriber(decode, session.publish, stream_options(app), prompt, observer=app[LATENCY])
+        transcriber = LiveTranscriber(decode, session.publish, stream_options(app, partial_decodes), prompt, observer=app[LATENCY])
     except BaseException:
         ticket.release()
         raise
