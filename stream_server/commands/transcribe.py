@@ -45,7 +45,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         dest="formats",
         action="append",
         choices=RESPONSE_FORMATS,
-        help="response format; repeat for several (they need --output-dir) [default: text]",
+        metavar="FORMAT",
+        help=f"{', '.join(RESPONSE_FORMATS)}; repeat for several (they need --output-dir) [default: text]",
     )
     parser.add_argument(
         "-o",
