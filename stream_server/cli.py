@@ -24,6 +24,7 @@ log = logging.getLogger("stream_server")
 Number = TypeVar("Number", int, float)
 CLIENT_COMMANDS = {
     "transcribe": "transcribe audio files on the embedded model, or on a server with --url",
+    "listen": "live captions in the terminal from a running server",
 }
 """Commands in stream_server/commands/, each with its own parser (see `main`)."""
 
