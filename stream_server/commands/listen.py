@@ -3,7 +3,8 @@
 The audio goes over the server's live WebSocket (docs/PROTOCOL_WEBSOCKET.md) as 16-bit PCM: a
 file is decoded here (any container FFmpeg reads) and sent at real-time pace, as a live feed
 arrives; `-` sends raw s16le from stdin as it comes (`ffmpeg ... -f s16le - | stream-server
-listen -`). Ctrl-C or the end of the input ends the stream.
+listen -`). The end of the input or Ctrl-C ends the stream: the server then decodes what it
+has and the last captions come; a second Ctrl-C quits at once.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -88,6 +90,7 @@ async def listen(
             raise await refusal(http, url, query, headers) from None
         async with ws:
             sender = asyncio.create_task(send(ws, audio))
+            stop_on_ctrl_c(sender)
             try:
                 return await receive(ws, captions)
             finally:
@@ -103,10 +106,25 @@ async def refusal(http: aiohttp.ClientSession, url: str, query: Mapping, headers
 
 
 async def send(ws: aiohttp.ClientWebSocketResponse, audio: AsyncIterator[bytes]) -> None:
+    """The audio, then `close`, also when Ctrl-C cancelled the sending."""
     with contextlib.suppress(ConnectionError):
-        async for chunk in audio:
-            await ws.send_bytes(chunk)
-        await ws.send_str(json.dumps({"type": "close"}))
+        try:
+            async for chunk in audio:
+                await ws.send_bytes(chunk)
+        finally:
+            await ws.send_str(json.dumps({"type": "close"}))
+
+
+def stop_on_ctrl_c(sender: asyncio.Task) -> None:
+    """The first Ctrl-C stops sending; the default handler is back for a second one."""
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        loop.remove_signal_handler(signal.SIGINT)
+        sender.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals here (Windows, a thread)
+        loop.add_signal_handler(signal.SIGINT, stop)
 
 
 async def receive(ws: aiohttp.ClientWebSocketResponse, captions: Captions) -> int:
