@@ -72,7 +72,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> int:
     """0 when every file was transcribed, 1 when some were not (each is named on stderr), 2 for
-    bad arguments or a model that does not load."""
+    bad arguments or a model that does not load, 130 after Ctrl-C."""
     parser = build_parser(env)
     args = parser.parse_intermixed_args(argv)  # options may come before, between or after the files
     formats = list(dict.fromkeys(args.formats or ["text"]))
@@ -89,15 +89,19 @@ def main(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> int:
         return 2
     granularities = frozenset({"segment", "word"} if args.word_timestamps else {"segment"})
     failed = []
-    for path in args.files:
-        try:
-            result = transcribe(path, options)
-        except (ServiceError, OSError) as exc:
-            print(f"stream-server transcribe: {path}: {reason(exc)}", file=sys.stderr)
-            failed.append(str(path))
-            continue
-        for response_format in formats:
-            write(render(result, response_format, granularities=granularities).body, path, response_format, args.output_dir)
+    try:
+        for path in args.files:
+            try:
+                result = transcribe(path, options)
+                for response_format in formats:
+                    body = render(result, response_format, granularities=granularities).body
+                    write(body, path, response_format, args.output_dir)
+            except (ServiceError, OSError) as exc:
+                print(f"stream-server transcribe: {path}: {reason(exc)}", file=sys.stderr)
+                failed.append(str(path))
+    except KeyboardInterrupt:
+        print("stream-server transcribe: interrupted", file=sys.stderr)
+        return 130
     if failed:
         print(f"stream-server transcribe: {len(failed)} of {len(args.files)} files failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
