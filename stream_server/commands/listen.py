@@ -49,7 +49,9 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--language", help="ISO-639-1 code; detected if not given (English-only models: en)")
     parser.add_argument("--sample-rate", type=int, default=SAMPLE_RATE, help="of the PCM on stdin [default 16000]")
     parser.add_argument("--channels", type=int, default=1, help="of the PCM on stdin, interleaved [default 1]")
-    parser.add_argument("--speed", type=float, default=1.0, help="a file is sent at this many times real time [default 1]")
+    parser.add_argument(
+        "--speed", type=float, default=1.0, help="a file is sent at this many times real time [default 1]"
+    )
     return parser
 
 

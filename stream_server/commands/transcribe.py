@@ -38,7 +38,9 @@ Transcribe = Callable[[Path, TranscribeOptions], Transcription]
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stream-server transcribe", description=__doc__.split("\n\n")[0])
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="audio or video files, any container FFmpeg reads")
+    parser.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE", help="audio or video files, any container FFmpeg reads"
+    )
     parser.add_argument(
         "-f",
         "--format",
@@ -65,7 +67,9 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--word-timestamps", action="store_true", help="verbose_json also gets a `words` list")
     parser.add_argument("--url", help="send the files to the server at this URL (e.g. http://127.0.0.1:8000) instead")
     parser.add_argument(
-        "--api-key", default=env.get("STREAM_SERVER_API_KEY"), help="the server's API key, with --url [STREAM_SERVER_API_KEY]"
+        "--api-key",
+        default=env.get("STREAM_SERVER_API_KEY"),
+        help="the server's API key, with --url [STREAM_SERVER_API_KEY]",
     )
     return parser
 
@@ -103,7 +107,8 @@ def main(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> int:
         print("stream-server transcribe: interrupted", file=sys.stderr)
         return 130
     if failed:
-        print(f"stream-server transcribe: {len(failed)} of {len(args.files)} files failed: {', '.join(failed)}", file=sys.stderr)
+        summary = f"{len(failed)} of {len(args.files)} files failed: {', '.join(failed)}"
+        print(f"stream-server transcribe: {summary}", file=sys.stderr)
     return 1 if failed else 0
 
 
