@@ -39,6 +39,15 @@ class Captions:
         if self.live:
             self._redraw()
 
+    def note(self, text: str, stream: TextIO) -> None:
+        """A message on another stream (stderr), without garbling the line being redrawn."""
+        if self.live:
+            self._out.write(CLEAR_LINE)
+            self._out.flush()
+        print(text, file=stream, flush=True)
+        if self.live and (self._committed or self._partial):
+            self._redraw()
+
     def close(self) -> None:
         """End an utterance left open (a stream that failed mid-sentence)."""
         if self._committed or self._partial:

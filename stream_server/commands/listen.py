@@ -135,10 +135,11 @@ async def receive(ws: aiohttp.ClientWebSocketResponse, captions: Captions) -> in
         if message.type != aiohttp.WSMsgType.TEXT:
             continue
         event = json.loads(message.data)
-        if event.get("type") in ("error", "warning"):
+        if event.get("type") == "warning":  # the stream goes on
+            captions.note(f"stream-server listen: warning: {event.get('message')}", sys.stderr)
+        elif event.get("type") == "error":  # the stream ends: what was committed stays on screen
             captions.close()
-            text = event.get("error", {}).get("message") if event["type"] == "error" else event.get("message")
-            print(f"stream-server listen: {event['type']}: {text}", file=sys.stderr)
+            print(f"stream-server listen: {event.get('error', {}).get('message')}", file=sys.stderr)
         done = done or event.get("type") == "transcript.text.done"
         captions.show(event)
     captions.close()

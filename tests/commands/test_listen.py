@@ -54,3 +54,14 @@ def test_terminal_shows_committed_text_then_the_grey_tail():
         f"Ask not{GREY} what your{RESET}",
         "Ask not what your country\n",
     ]
+
+
+def test_a_warning_leaves_the_captions_whole(capsys):
+    out = io.StringIO()
+    captions = Captions(out, live=False)
+    captions.show({"type": "transcript.text.delta", "delta": " Today, only"})
+    captions.note("warning: falling behind", sys.stderr)
+    captions.show({"type": "transcript.text.delta", "delta": " platforms 1 and 3 are used."})
+    captions.show({"type": "transcript.utterance.done", "text": " Today, only platforms 1 and 3 are used."})
+    assert out.getvalue() == "Today, only platforms 1 and 3 are used.\n"
+    assert capsys.readouterr().err == "warning: falling behind\n"
