@@ -190,6 +190,10 @@ class LiveTranscriber:
         self._open: _Utterance | None = None
         self._closed: deque[_Utterance] = deque()
         self._worker: asyncio.Task | None = None
+        self._partial_in_flight = False
+        """The worker awaits a plain partial decode (not one at a pause)."""
+        self._abandoned: set[asyncio.Task] = set()
+        """Workers whose partial was overtaken by a pause: their result is dropped."""
         self._next_id = 0
         self._text = ""
         self._context = ""
@@ -243,6 +247,8 @@ class LiveTranscriber:
     async def cancel(self) -> None:
         """The client went away: stop decoding for it."""
         self._cancelled = True
+        for abandoned in list(self._abandoned):
+            abandoned.cancel()
         if self._worker is not None:
             self._worker.cancel()
             try:
@@ -262,6 +268,7 @@ class LiveTranscriber:
                 self.speech_seconds += len(event.samples) / SAMPLE_RATE
             elif isinstance(event, SpeechPause) and self._open is not None:
                 self._open.pause_samples = len(self._open.audio)
+                self._abandon_partial()
             elif isinstance(event, SpeechEnd) and self._open is not None:
                 self._close(event.time, event.trailing_silence, event.continued)
         self._kick()
@@ -276,6 +283,15 @@ class LiveTranscriber:
         if continued:  # its final waits for the lookahead, but no longer than it takes in real time
             asyncio.get_running_loop().call_later(self.options.cut_context_s, self._kick)
         self._kick()
+
+    def _abandon_partial(self) -> None:
+        """The speaker paused while a partial decodes: its result would come only to be
+        overtaken by the pause's final decode, which instead starts now, on another slot if one
+        is free (one stream alone: its final is out a whole decode sooner)."""
+        if self._partial_in_flight and self._worker is not None and not self._worker.done():
+            self._abandoned.add(self._worker)
+            self._worker.add_done_callback(self._abandoned.discard)
+            self._worker, self._partial_in_flight = None, False
 
     def _kick(self) -> None:
         if self.failed or self._cancelled or (self._worker is not None and not self._worker.done()):
@@ -315,7 +331,11 @@ class LiveTranscriber:
                     await self._final(self._closed[0])
                     self._closed.popleft()
                 elif not self._closed and self._open is not None and self._partial_due(self._open):
+                    self._partial_in_flight = not self._open.early_final_due()
                     await self._partial(self._open)
+                    if asyncio.current_task() in self._abandoned:
+                        return
+                    self._partial_in_flight = False
                 else:
                     return
         except asyncio.CancelledError:
@@ -379,6 +399,8 @@ class LiveTranscriber:
         early = utterance.early_final_due()
         audio_start, samples = utterance.audio_start, len(utterance.audio)
         words = await self._run_decode(utterance, final=early)
+        if asyncio.current_task() in self._abandoned:
+            return
         if early:
             utterance.early_final = _FinalDecode(audio_start, samples, words)
         window_end = utterance.audio_end

@@ -253,6 +253,29 @@ async def test_the_final_decode_starts_at_the_pause_and_is_not_repeated():
     assert done.text.split() == SCRIPT[: int(2.5 / WORD_S)]
 
 
+class SlowPartialDecoder(LoggingDecoder):
+    """Partials take 0.4 s of wall time, finals none: like a partial over a long window."""
+
+    async def __call__(self, audio, prompt, *, final, deadline):
+        result = await super().__call__(audio, prompt, final=final, deadline=deadline)
+        if not final:
+            await asyncio.sleep(0.4)
+        self.log.append(("returned", len(audio) / SAMPLE_RATE, final))
+        return result
+
+
+async def test_a_pause_starts_the_final_decode_without_waiting_for_a_partial_in_flight():
+    log = []
+    await feed(LiveTranscriber(SlowPartialDecoder(log), log.append, synthetic_options(step_s=0.3)), utterance_audio(2.5))
+    final_started = next(i for i, e in enumerate(log) if isinstance(e, tuple) and e[0] == "decode" and e[2])
+    last_partial = max(i for i, e in enumerate(log) if isinstance(e, tuple) and e[0] == "decode" and not e[2])
+    overtaken = next(i for i, e in enumerate(log) if isinstance(e, tuple) and e[0] == "returned" and i > last_partial)
+    assert final_started < overtaken, "the final did not wait for the partial decoding when the speaker paused"
+    done = next(e for e in log if isinstance(e, StreamDone))
+    deltas = "".join(e.delta for e in log if isinstance(e, TextCommitted))
+    assert deltas == done.text and done.text.split() == SCRIPT[: int(2.5 / WORD_S)]
+
+
 async def test_a_pause_inside_an_utterance_serves_as_a_partial():
     log = []
     rng = np.random.default_rng(4)
