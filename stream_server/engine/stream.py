@@ -192,8 +192,6 @@ class LiveTranscriber:
         self._worker: asyncio.Task | None = None
         self._partial_in_flight = False
         """The worker awaits a plain partial decode (not one at a pause)."""
-        self._abandoned: set[asyncio.Task] = set()
-        """Workers whose partial was overtaken by a pause: their result is dropped."""
         self._next_id = 0
         self._text = ""
         self._context = ""
@@ -247,8 +245,6 @@ class LiveTranscriber:
     async def cancel(self) -> None:
         """The client went away: stop decoding for it."""
         self._cancelled = True
-        for abandoned in list(self._abandoned):
-            abandoned.cancel()
         if self._worker is not None:
             self._worker.cancel()
             try:
@@ -287,10 +283,10 @@ class LiveTranscriber:
     def _abandon_partial(self) -> None:
         """The speaker paused while a partial decodes: its result would come only to be
         overtaken by the pause's final decode, which instead starts now, on another slot if one
-        is free (one stream alone: its final is out a whole decode sooner)."""
+        is free (one stream alone: its final is out a whole decode sooner). The partial is
+        cancelled: still queued, it never runs; running, its words are dropped."""
         if self._partial_in_flight and self._worker is not None and not self._worker.done():
-            self._abandoned.add(self._worker)
-            self._worker.add_done_callback(self._abandoned.discard)
+            self._worker.cancel()
             self._worker, self._partial_in_flight = None, False
 
     def _kick(self) -> None:
@@ -333,8 +329,6 @@ class LiveTranscriber:
                 elif not self._closed and self._open is not None and self._partial_due(self._open):
                     self._partial_in_flight = not self._open.early_final_due()
                     await self._partial(self._open)
-                    if asyncio.current_task() in self._abandoned:
-                        return
                     self._partial_in_flight = False
                 else:
                     return
@@ -399,8 +393,6 @@ class LiveTranscriber:
         early = utterance.early_final_due()
         audio_start, samples = utterance.audio_start, len(utterance.audio)
         words = await self._run_decode(utterance, final=early)
-        if asyncio.current_task() in self._abandoned:
-            return
         if early:
             utterance.early_final = _FinalDecode(audio_start, samples, words)
         window_end = utterance.audio_end

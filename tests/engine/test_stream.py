@@ -267,10 +267,12 @@ class SlowPartialDecoder(LoggingDecoder):
 async def test_a_pause_starts_the_final_decode_without_waiting_for_a_partial_in_flight():
     log = []
     await feed(LiveTranscriber(SlowPartialDecoder(log), log.append, synthetic_options(step_s=0.3)), utterance_audio(2.5))
-    final_started = next(i for i, e in enumerate(log) if isinstance(e, tuple) and e[0] == "decode" and e[2])
-    last_partial = max(i for i, e in enumerate(log) if isinstance(e, tuple) and e[0] == "decode" and not e[2])
-    overtaken = next(i for i, e in enumerate(log) if isinstance(e, tuple) and e[0] == "returned" and i > last_partial)
-    assert final_started < overtaken, "the final did not wait for the partial decoding when the speaker paused"
+    calls = [e for e in log if isinstance(e, tuple)]
+    final_started = next(i for i, (kind, _, final) in enumerate(calls) if kind == "decode" and final)
+    partial_before = max(i for i, (kind, _, final) in enumerate(calls[:final_started]) if kind == "decode")
+    assert ("returned", *calls[partial_before][1:]) not in calls[partial_before:final_started], (
+        "the final waited for the partial decoding when the speaker paused"
+    )
     done = next(e for e in log if isinstance(e, StreamDone))
     deltas = "".join(e.delta for e in log if isinstance(e, TextCommitted))
     assert deltas == done.text and done.text.split() == SCRIPT[: int(2.5 / WORD_S)]
