@@ -39,6 +39,7 @@ async def respond_live(
     route: RouteRequest = RouteRequest(),
     channels: ChannelRequest = ChannelRequest(),
     channel_count: int = 0,
+    partial_decodes: bool = True,
 ) -> web.StreamResponse:
     """Transcribe `pcm` as it arrives and answer with SSE while it does."""
     run = await start_live_run(
@@ -50,6 +51,7 @@ async def respond_live(
         route=route,
         channels=channels,
         channel_count=channel_count,
+        partial_decodes=partial_decodes,
     )
     session = run.session
     count_tokens = run.service.model.count_tokens

@@ -62,10 +62,11 @@ class LiveRun:
         return transcriber.received_seconds
 
 
-def stream_options(app: web.Application) -> StreamOptions:
+def stream_options(app: web.Application, partial_decodes: bool = True) -> StreamOptions:
     settings = app[SETTINGS]
     return StreamOptions(
         step_s=settings.stream_step_s,
+        partial_decodes=partial_decodes,
         uncertain_margin_s=settings.unsure_word_wait_s,
         vad=VadOptions(engine=settings.vad, aggressiveness=settings.vad_aggressiveness),
     )
@@ -82,10 +83,13 @@ async def start_live_run(
     channels: ChannelRequest = ChannelRequest(),
     channel_count: int = 0,
     details: dict[str, str] | None = None,
+    partial_decodes: bool = True,
 ) -> LiveRun:
     """Choose a local backend, check the caller may stream, admit it (or raise StreamRefused:
     HTTP 429, WebSocket 1013), open a session, and start feeding it in the background. Every run
     that this returns must end in end_live_run, which gives its admission back.
+
+    `partial_decodes` off: a client that asked for no partials gets each utterance decoded once.
 
     With `channels.multichannel`, `pcm` yields (channels, samples) arrays and each channel gets
     its own transcriber (`channel_count` of them made up front, if known). A call is admitted as
@@ -107,7 +111,7 @@ async def start_live_run(
         decode = service.window_decoder(model, language)
 
         def transcriber_for(publish: Callable[[Event], None]) -> LiveTranscriber:
-            return LiveTranscriber(decode, publish, stream_options(app), prompt, observer=app[LATENCY])
+            return LiveTranscriber(decode, publish, stream_options(app, partial_decodes), prompt, observer=app[LATENCY])
 
         transcriber: LiveTranscriber | MultiChannelTranscriber = transcriber_for(session.publish)
         if labels is not None:

@@ -56,6 +56,9 @@ class TranscriptionRequest:
     stream: bool
     partials: bool
     """Live extension events (partials, utterances, speech start/stop) on the SSE stream."""
+    partial_decodes: bool = True
+    """Decode while an utterance lasts; off when the client said `partials=false` (not when it
+    left it out, as OpenAI's clients do): each utterance is then decoded once, at its end."""
     route: RouteRequest = RouteRequest()
     channels: ChannelRequest = ChannelRequest()
 
@@ -117,6 +120,7 @@ def parse_transcription_request(form: Form, served: list[str], default_model: st
         include_logprobs=bool(includes),
         stream=stream,
         partials=parse_bool(form.get("partials"), "partials"),
+        partial_decodes=parse_bool(form.get("partials"), "partials") or not form.get("partials"),
         route=parse_route(form),
         channels=parse_channels(form),
     )
@@ -245,6 +249,7 @@ async def _respond_live(
         route=params.route,
         channels=params.channels,
         channel_count=channel_count,
+        partial_decodes=params.partial_decodes,
     )
 
 

@@ -153,6 +153,7 @@ async def stream_audio(request: web.Request) -> web.StreamResponse:
             route=params.route,
             channels=params.channels,
             channel_count=params.audio.channels,
+            partial_decodes=params.partials,
         )
     except Overloaded as exc:  # a browser cannot read a refused handshake's status: say it in band
         await ws.prepare(request)
