@@ -1,6 +1,8 @@
 """multichannel=true on the file API: each channel transcribed on its own, in every format."""
 
 import pytest
+
+from stream_server.audio.decode import decode_channels
 from tests.conftest import audio_path
 from tests.speech import CALL, call_turns, channel_references, leaked_words, offline_call_wer, wer
 

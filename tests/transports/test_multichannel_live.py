@@ -11,6 +11,7 @@ import pytest
 from aiohttp import WSMsgType
 
 from stream_server.app import create_app
+from stream_server.transports.appkeys import ADMISSION
 from tests.calls import CALL_RATE, call_s16, interleaved_pcm, mulaw
 from tests.conftest import audio_path
 from tests.live_helpers import PacedUpload, of_type, read_sse
@@ -103,11 +104,12 @@ async def test_a_live_stereo_upload_labels_the_strict_deltas(client):
     assert "wizard" in done["channels"][0]["text"].lower() and "horizon" in done["channels"][1]["text"].lower()
 
 
-async def test_a_fresh_server_admits_a_two_channel_call_as_one_stream(aiohttp_client, settings, speech_model):
-    """One decode slot: the cold estimate carries one stream; the call takes that place whole."""
-    client = await aiohttp_client(create_app(replace(settings, decode_slots=1), model=speech_model))
+async def test_a_two_channel_call_takes_one_place(aiohttp_client, settings, speech_model):
+    """A fresh server admits the call, as one stream: with room for one, a second is refused."""
+    client = await aiohttp_client(create_app(replace(settings, max_streams=1), model=speech_model))
     ws = await client.ws_connect("/v1/audio/stream?encoding=pcm_s16le&sample_rate=8000&channels=2&multichannel=true")
     assert json.loads((await ws.receive()).data)["type"] == "session.created"
+    assert client.app[ADMISSION].active == 1
     refused = await client.ws_connect("/v1/audio/stream")
     message = json.loads((await refused.receive()).data)
     assert message["type"] == "error" and message["error"]["code"] == "overloaded"
