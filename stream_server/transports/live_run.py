@@ -87,7 +87,14 @@ async def start_live_run(
     try:
         session = app[SESSIONS].create(model.name, language, owner=principal.key_id, provider=backend.name)
         decode = service.window_decoder(model, language)
-        transcriber = LiveTranscriber(decode, session.publish, stream_options(app, partial_decodes), prompt, observer=app[LATENCY])
+        transcriber = LiveTranscriber(
+            decode,
+            session.publish,
+            stream_options(app, partial_decodes),
+            prompt,
+            observer=app[LATENCY],
+            slot_free=lambda: service.scheduler.busy < service.scheduler.slots,
+        )
     except BaseException:
         ticket.release()
         raise
