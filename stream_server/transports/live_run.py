@@ -111,7 +111,14 @@ async def start_live_run(
         decode = service.window_decoder(model, language)
 
         def transcriber_for(publish: Callable[[Event], None]) -> LiveTranscriber:
-            return LiveTranscriber(decode, publish, stream_options(app, partial_decodes), prompt, observer=app[LATENCY])
+            return LiveTranscriber(
+                decode,
+                publish,
+                stream_options(app, partial_decodes),
+                prompt,
+                observer=app[LATENCY],
+                slot_free=lambda: service.scheduler.busy < service.scheduler.slots,
+            )
 
         transcriber: LiveTranscriber | MultiChannelTranscriber = transcriber_for(session.publish)
         if labels is not None:
