@@ -65,10 +65,6 @@ class StreamOptions:
     uncertain_margin_s: float = 3.0
     """A word the decoder gives less than `min_commit_probability` needs this much audio after
     it before it is committed: more context often corrects it ("asked not" -> "ask not what")."""
-    sure_probability: float = 1.1
-    sure_margin_s: float = 1.0
-    """A word given at least this probability, with this much audio after it, is committed from
-    one decode, without waiting for the next to agree."""
     cut_context_s: float = 1.0
     """At a cut while the speaker goes on (a finalize mid-speech), each side's decode also hears
     this much audio from the other side and keeps only its own words (the cut utterance those
@@ -406,9 +402,7 @@ class LiveTranscriber:
         if early:
             utterance.early_final = _FinalDecode(audio_start, samples, words)
         window_end = utterance.audio_end
-        self._commit(
-            utterance.agreement.update(words, lambda word: self._settled(word, window_end), lambda word: self._sure(word, window_end))
-        )
+        self._commit(utterance.agreement.update(words, lambda word: self._settled(word, window_end)))
         self._bound_window(utterance)
         self._publish_tail(utterance.agreement.tail)
 
@@ -418,10 +412,6 @@ class LiveTranscriber:
         options = self.options
         sure = word.probability >= options.min_commit_probability
         return word.end <= window_end - (options.commit_margin_s if sure else options.uncertain_margin_s)
-
-    def _sure(self, word: Word, window_end: float) -> bool:
-        options = self.options
-        return word.probability >= options.sure_probability and word.end <= window_end - options.sure_margin_s
 
     def _publish_tail(self, tail: list[Word]) -> None:
         if tail:

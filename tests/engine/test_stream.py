@@ -194,31 +194,6 @@ async def test_an_unsure_word_is_committed_only_with_more_audio_after_it():
     assert committed_by["quick"][0] < seconds
 
 
-class DisagreeingDecoder(FakeDecoder):
-    """Every partial spells every word differently, so no two partials ever agree."""
-
-    async def __call__(self, audio, prompt, *, final, deadline):
-        result = await super().__call__(audio, prompt, final=final, deadline=deadline)
-        if final:
-            return result
-        spelling = "abcdefghijklmnopqrstuvwxyz"[len(self.calls) % 26]
-        words = tuple(replace(w, text=f"{w.text}{spelling}") for w in result.segments[0].words)
-        return Transcription("en", result.duration, (replace(result.segments[0], words=words),))
-
-
-@pytest.mark.parametrize("sure_probability", [1.1, 0.8])
-async def test_a_sure_word_commits_from_one_decode(sure_probability):
-    decoder, committed_by_partial = DisagreeingDecoder(garble_last=False), []
-
-    def publish(event):
-        if isinstance(event, TextCommitted):
-            committed_by_partial.append(not decoder.calls[-1][2])
-
-    options = synthetic_options(step_s=0.3, sure_probability=sure_probability, sure_margin_s=0.5)
-    await feed(LiveTranscriber(decoder, publish, options), utterance_audio(2.5))
-    assert any(committed_by_partial) == (sure_probability < 0.9), "the fake's words all have probability 0.9"
-
-
 async def test_without_partial_decodes_each_utterance_is_decoded_once():
     decoder, events = FakeDecoder(), []
     rng = np.random.default_rng(5)
