@@ -39,6 +39,14 @@ async def test_call_gives_each_channel_its_own_words(client, offline_wer):
     assert body["usage"]["seconds"] == pytest.approx(2 * 86.6, abs=2)  # each channel is transcribed
 
 
+async def test_call_subtitles_have_one_labelled_cue_per_turn(client):
+    labels = ("agent", "customer")
+    srt = await transcribe(client, CALL, response_format="srt", channel_labels=",".join(labels))
+    cues = [cue.splitlines() for cue in srt.strip().split("\n\n")]
+    assert [cue[2].split("]")[0].removeprefix("[") for cue in cues] == [labels[t] for t in call_turns()], srt
+    assert [int(cue[0]) for cue in cues] == list(range(1, len(cues) + 1))
+
+
 async def test_labels_in_subtitles_and_json(client):
     labels = {"channel_labels": "reader,narrator"}
     srt = await transcribe(client, STEREO, response_format="srt", **labels)
