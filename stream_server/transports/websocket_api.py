@@ -160,8 +160,8 @@ async def stream_audio(request: web.Request) -> web.StreamResponse:
         await ws.send_str(json.dumps({"type": "error", **service_error_body(exc)}))
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=(exc.code or "overloaded").encode())
         return ws
-    # held only while a decode runs: a transcriber waiting for the audio that ends a pause must get it
-    inbox.pace_by(lambda: run.transcriber.backlog_seconds if run.transcriber.decoding else 0.0)
+    # a call counts only its decoding channels' backlog: a channel waiting for the audio that ends a pause gets it
+    inbox.pace_by(lambda: run.transcriber.backlog_seconds)
     try:
         await ws.prepare(request)
         request.app[WEBSOCKETS].add(ws)
