@@ -234,7 +234,7 @@ class LiveTranscriber:
     async def finish(self) -> None:
         """End of audio: close the last utterance, wait for every decode, publish StreamDone."""
         self._segment(self._segmenter.flush())
-        while self._worker is not None and not self._worker.done():
+        while self.decoding:
             await asyncio.shield(self._worker)
             self._kick()
         if not self.failed:
@@ -291,12 +291,12 @@ class LiveTranscriber:
         on that slot (one stream alone: its final is out a whole decode sooner), and the
         partial is cancelled. Under load (no free slot) the partial stays: queued, it may share
         a call with other streams' windows, which a final decode never does."""
-        if self._partial_in_flight and self._slot_free() and self._worker is not None and not self._worker.done():
+        if self._partial_in_flight and self._slot_free() and self.decoding:
             self._worker.cancel()
             self._worker, self._partial_in_flight = None, False
 
     def _kick(self) -> None:
-        if self.failed or self._cancelled or (self._worker is not None and not self._worker.done()):
+        if self.failed or self._cancelled or self.decoding:
             return
         if self._final_due() or (not self._closed and self._open is not None and self._partial_due(self._open)):
             self._worker = asyncio.ensure_future(self._work())

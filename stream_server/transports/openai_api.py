@@ -112,6 +112,7 @@ def parse_transcription_request(form: Form, served: list[str], default_model: st
         temperature=_temperature(form.get("temperature")),
         word_timestamps="word" in granularities or bool(includes),
     )
+    partials = parse_bool(form.get("partials"), "partials")
     return TranscriptionRequest(
         model=model,
         options=options,
@@ -119,8 +120,8 @@ def parse_transcription_request(form: Form, served: list[str], default_model: st
         granularities=granularities or frozenset({"segment"}),
         include_logprobs=bool(includes),
         stream=stream,
-        partials=parse_bool(form.get("partials"), "partials"),
-        partial_decodes=parse_bool(form.get("partials"), "partials") or not form.get("partials"),
+        partials=partials,
+        partial_decodes=partials or not form.get("partials"),
         route=parse_route(form),
         channels=parse_channels(form),
     )
