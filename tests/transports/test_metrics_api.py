@@ -3,6 +3,7 @@ when keys are configured."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import pytest
@@ -32,6 +33,17 @@ def value(families: dict, family: str, sample: str | None = None, **labels: str)
     return families[family][(sample or family, tuple(sorted(labels.items())))]
 
 
+async def scrape_when_idle(client, timeout: float = 30.0) -> dict[str, dict]:
+    """The metrics once no decode runs: a partial abandoned at a pause (for the final that
+    replaces it) finishes its model call on its thread after the stream may have ended."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        families = await scrape(client)
+        if value(families, "stream_server_decode_slots_busy") == 0 or asyncio.get_running_loop().time() > deadline:
+            return families
+        await asyncio.sleep(0.1)
+
+
 async def test_metrics_count_a_finished_stream(client):
     before = await scrape(client)
     assert value(before, "stream_server_live_streams") == 0
@@ -44,7 +56,7 @@ async def test_metrics_count_a_finished_stream(client):
     response = await client.post(LIVE_URL, data=upload, headers={"Content-Type": RAW_S16LE})
     events = await read_sse(response)
     words = of_type(events, "transcript.text.done")[0]["text"].split()
-    after = await scrape(client)
+    after = await scrape_when_idle(client)
 
     assert value(after, "stream_server_live_streams_admitted", "stream_server_live_streams_admitted_total") == 1
     assert value(after, "stream_server_live_streams") == 0
