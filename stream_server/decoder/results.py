@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -12,6 +12,9 @@ class Word:
     text: str
     """The word as the model wrote it, with its leading space."""
     probability: float
+
+    def later(self, seconds: float) -> Word:
+        return replace(self, start=self.start + seconds, end=self.end + seconds)
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,12 @@ class Segment:
     compression_ratio: float
     no_speech_prob: float
     words: tuple[Word, ...] = ()
+
+    def later(self, seconds: float) -> Segment:
+        """The segment timed from `seconds` earlier: a decode of audio cut from a longer recording."""
+        return replace(
+            self, start=self.start + seconds, end=self.end + seconds, words=tuple(w.later(seconds) for w in self.words)
+        )
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
 
 import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
+from faster_whisper.transcribe import restore_speech_timestamps
+from faster_whisper.vad import VadOptions as WhisperVadOptions
+from faster_whisper.vad import collect_chunks, get_speech_timestamps
 
 from stream_server.audio import SAMPLE_RATE
 from stream_server.decoder.results import Segment, Transcription, Word
+from stream_server.decoder.skipped import skipped_speech
 from stream_server.errors import InvalidRequest
 from stream_server.models import ModelSource
 
@@ -111,30 +116,69 @@ class SpeechModel:
         options: TranscribeOptions,
         on_segment: Callable[[Segment], None] | None = None,
     ) -> Transcription:
-        """Decode a whole recording (16 kHz mono float32); `on_segment` hears of each segment
-        as it is decoded (a progress bar)."""
+        """Decode a whole recording (16 kHz mono float32); `on_segment` hears of each segment,
+        in time order, as it is decoded (a progress bar, a stream of deltas).
+
+        With `vad_filter`, the decoder sees only the speech the VAD heard, as faster-whisper's
+        own filter does; speech that the decode then passes over is decoded again on its own
+        (decoder/skipped.py)."""
         self.check_language(options.language)
-        segments, info = self._model.transcribe(
-            audio,
-            language=options.language,
-            initial_prompt=options.prompt,
-            temperature=temperature_schedule(options.temperature, options.hotter_retries),
-            word_timestamps=options.word_timestamps,
-            beam_size=options.beam_size,
-            vad_filter=options.vad_filter,
-            max_new_tokens=options.max_new_tokens,
-        )
-        decoded = []
-        for raw in segments:
-            decoded.append(_segment(raw))
+        speech = _speech_chunks(audio) if options.vad_filter else []
+        if options.vad_filter:
+            heard = np.concatenate(collect_chunks(audio, speech)[0]) if speech else audio[:0]
+        else:
+            heard = audio
+        raw_segments, info = self._decode(heard, options)
+        if speech:
+            raw_segments = restore_speech_timestamps(raw_segments, speech, SAMPLE_RATE)
+        spans = [(chunk["start"] / SAMPLE_RATE, chunk["end"] / SAMPLE_RATE) for chunk in speech]
+        decoded: list[Segment] = []
+
+        def emit(segment: Segment) -> None:
+            decoded.append(replace(segment, id=len(decoded) + 1))
             if on_segment:
                 on_segment(decoded[-1])
+
+        def decode_skipped(before: float) -> None:
+            stretch = skipped_speech(spans, decoded[-1].end if decoded else 0.0, before)
+            if stretch is None:
+                return
+            start, end = stretch
+            prompt = "".join(s.text for s in decoded).strip() or options.prompt
+            again = replace(options, language=options.language or info.language, prompt=prompt)
+            cut, _ = self._decode(audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)], again)
+            for raw in cut:
+                emit(_segment(raw).later(start))
+
+        for raw in raw_segments:
+            segment = _segment(raw)
+            decode_skipped(segment.start)
+            emit(segment)
+        decode_skipped(len(audio) / SAMPLE_RATE)
         return Transcription(
             language=info.language,
             duration=len(audio) / SAMPLE_RATE,
             segments=tuple(decoded),
             prompt_tokens=self.count_tokens(options.prompt),
         )
+
+    def _decode(self, audio: np.ndarray, options: TranscribeOptions) -> tuple[Iterator[Any], Any]:
+        """faster-whisper's lazy segments and its info, over all of `audio` (no VAD of its own)."""
+        return self._model.transcribe(
+            audio,
+            language=options.language,
+            initial_prompt=options.prompt,
+            temperature=temperature_schedule(options.temperature, options.hotter_retries),
+            word_timestamps=options.word_timestamps,
+            beam_size=options.beam_size,
+            vad_filter=False,
+            max_new_tokens=options.max_new_tokens,
+        )
+
+
+def _speech_chunks(audio: np.ndarray) -> list[dict]:
+    """Where faster-whisper's Silero VAD, with its file defaults, hears speech (in samples)."""
+    return get_speech_timestamps(audio, WhisperVadOptions())
 
 
 def temperature_schedule(first: float, retries: int | None = None) -> tuple[float, ...]:
