@@ -170,6 +170,7 @@ class LiveTranscriber:
         options: StreamOptions = StreamOptions(),
         prompt: str | None = None,
         observer: LatencyObserver | None = None,
+        context: str = "",
     ):
         self._decode = decode
         self._observer = observer
@@ -184,8 +185,9 @@ class LiveTranscriber:
         self._worker: asyncio.Task | None = None
         self._next_id = 0
         self._text = ""
-        self._context = ""
-        """Committed text that is no longer inside any window: the decoder's prompt."""
+        self._context = context
+        """Committed text that is no longer inside any window: the decoder's prompt (at first,
+        the text a stream committed before this transcriber took it over)."""
         self.received_seconds = 0.0
         self.speech_seconds = 0.0
         self.prompt_tokens = 0
@@ -216,9 +218,7 @@ class LiveTranscriber:
     async def finish(self) -> None:
         """End of audio: close the last utterance, wait for every decode, publish StreamDone."""
         self._segment(self._segmenter.flush())
-        while self._worker is not None and not self._worker.done():
-            await asyncio.shield(self._worker)
-            self._kick()
+        await self.drain()
         if not self.failed:
             self._publish(
                 StreamDone(
@@ -228,6 +228,13 @@ class LiveTranscriber:
                     prompt_tokens=self.prompt_tokens,
                 )
             )
+
+    async def drain(self) -> None:
+        """Wait until every decode that is due has run: called between utterances, the closed
+        ones' finals. The audio the segmenter holds that no utterance took is left undecoded."""
+        while self._worker is not None and not self._worker.done():
+            await asyncio.shield(self._worker)
+            self._kick()
 
     async def cancel(self) -> None:
         """The client went away: stop decoding for it."""
