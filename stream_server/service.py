@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -55,6 +55,19 @@ def window_options(language: str | None, prompt: str | None, *, seconds: float) 
     )
 
 
+def whole_window_options(language: str | None, prompt: str | None) -> TranscribeOptions:
+    """A window of audio that arrived faster than real time, decoded as a file's audio is
+    (beam 5, Whisper's hotter retries, its VAD filter), with word timestamps for the deltas."""
+    return TranscribeOptions(language=language, prompt=prompt, word_timestamps=True)
+
+
+class StreamDecoders(NamedTuple):
+    live: WindowDecoder
+    """Live windows: partials and utterance finals (engine/stream.py)."""
+    whole: WindowDecoder
+    """Whole windows of audio that arrived faster than real time (engine/whole_windows.py)."""
+
+
 class TranscriptionService:
     """Blocking work runs off the event loop: audio decoding on the executor, model calls
     through the decode scheduler, which orders them (live first) onto the same executor."""
@@ -69,27 +82,35 @@ class TranscriptionService:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def window_decoder(self, model: SpeechModel, language: str | None) -> WindowDecoder:
-        """What a live stream decodes its windows with. Without a language, the first final
-        decode detects it and the stream keeps it: detecting on every short window of a
-        multilingual model guesses wrong often enough to ruin the transcript. Partials may be
-        packed with other streams' (the scheduler's packing); a final is decoded alone."""
+        """What a live stream decodes its windows with (see stream_decoders)."""
+        return self.stream_decoders(model, language).live
+
+    def stream_decoders(self, model: SpeechModel, language: str | None) -> StreamDecoders:
+        """What a stream decodes with: live windows, and whole windows of audio that arrived
+        faster than real time. Without a language, the first final or whole window detects it
+        and the stream keeps it: detecting on every short window of a multilingual model
+        guesses wrong often enough to ruin the transcript. Partials may be packed with other
+        streams' (the scheduler's packing); finals and whole windows are decoded alone."""
         pinned = language or (None if model.is_multilingual else "en")
 
-        async def decode(audio, prompt: str | None, *, final: bool, deadline: float) -> Transcription:
+        async def run(audio: np.ndarray, options: TranscribeOptions, deadline: float) -> Transcription:
             nonlocal pinned
-            seconds = len(audio) / SAMPLE_RATE
-            options = window_options(pinned, prompt, seconds=seconds)
-            if final:
-                result = await self.scheduler.run(
-                    model.transcribe, audio, options, priority=LIVE, deadline=deadline, audio_seconds=seconds
-                )
-            else:
-                result = await self.scheduler.run_window(model.transcribe, audio, options, deadline=deadline)
-            if pinned is None and final:
-                pinned = result.language
+            result = await self.scheduler.run(
+                model.transcribe, audio, options, priority=LIVE, deadline=deadline, audio_seconds=len(audio) / SAMPLE_RATE
+            )
+            pinned = pinned or result.language
             return result
 
-        return decode
+        async def live(audio, prompt: str | None, *, final: bool, deadline: float) -> Transcription:
+            options = window_options(pinned, prompt, seconds=len(audio) / SAMPLE_RATE)
+            if final:
+                return await run(audio, options, deadline)
+            return await self.scheduler.run_window(model.transcribe, audio, options, deadline=deadline)
+
+        async def whole(audio, prompt: str | None, *, final: bool, deadline: float) -> Transcription:
+            return await run(audio, whole_window_options(pinned, prompt), deadline)
+
+        return StreamDecoders(live, whole)
 
     async def load(self, factory: Callable[[], SpeechModel]) -> None:
         try:
