@@ -1,0 +1,35 @@
+"""How fast a stream's audio arrives: seconds of audio per wall second, over a sliding window."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+
+
+class ArrivalRate:
+    def __init__(self, window_s: float, now: Callable[[], float] = time.monotonic):
+        self.window_s = window_s
+        self._now = now
+        self._total = 0.0
+        self._marks: deque[tuple[float, float]] = deque()
+        """(wall time, audio seconds arrived by then), oldest first; the first one at or before
+        the window's start once the stream is older than the window."""
+
+    def add(self, seconds: float) -> None:
+        self._total += seconds
+        self._marks.append((self._now(), self._total))
+        self._forget()
+
+    def rate(self) -> float:
+        """Audio seconds that arrived in the last `window_s` wall seconds, per second (a stream
+        younger than the window is measured as if nothing came before it)."""
+        self._forget()
+        cutoff = self._now() - self.window_s
+        before = self._marks[0][1] if self._marks and self._marks[0][0] <= cutoff else 0.0
+        return (self._total - before) / self.window_s
+
+    def _forget(self) -> None:
+        cutoff = self._now() - self.window_s
+        while len(self._marks) > 1 and self._marks[1][0] <= cutoff:
+            self._marks.popleft()
