@@ -14,9 +14,10 @@ import numpy as np
 from aiohttp import web
 
 from stream_server.audio import SAMPLE_RATE
+from stream_server.engine.adaptive import AdaptiveTranscriber
 from stream_server.engine.admission import Ticket
 from stream_server.engine.sessions import LiveSession
-from stream_server.engine.stream import LiveTranscriber, StreamOptions
+from stream_server.engine.stream import StreamOptions
 from stream_server.errors import InsufficientBalance, ServiceError
 from stream_server.events import StreamFailed
 from stream_server.principals import ANONYMOUS_ID, Principal
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class LiveRun:
     session: LiveSession
-    transcriber: LiveTranscriber
+    transcriber: AdaptiveTranscriber
     principal: Principal
     ticket: Ticket
     """Its place under admission control; given back by end_live_run."""
@@ -69,10 +70,14 @@ async def start_live_run(
     language: str | None,
     prompt: str | None,
     route: RouteRequest = RouteRequest(),
+    whole: bool = False,
+    paced: bool = False,
 ) -> LiveRun:
     """Choose a local backend, check the caller may stream, admit it (or raise StreamRefused:
     HTTP 429, WebSocket 1013), open a session, and start feeding it in the background. Every run
-    that this returns must end in end_live_run, which gives its admission back."""
+    that this returns must end in end_live_run, which gives its admission back. `whole`: the
+    audio is a whole file, decoded as one from the start (engine/adaptive.py); `paced`: a queue
+    paces `pcm` and reports the audio's arrivals to the transcriber itself."""
     backend = live_backend(app, route)
     service = backend.service
     model = service.model
@@ -83,8 +88,17 @@ async def start_live_run(
     ticket = app[ADMISSION].admit(None if principal.key_id == ANONYMOUS_ID else principal.key_id)
     try:
         session = app[SESSIONS].create(model.name, language, owner=principal.key_id, provider=backend.name)
-        decode = service.window_decoder(model, language)
-        transcriber = LiveTranscriber(decode, session.publish, stream_options(app), prompt, observer=app[LATENCY])
+        decoders = service.stream_decoders(model, language)
+        transcriber = AdaptiveTranscriber(
+            decoders.live,
+            decoders.whole,
+            session.publish,
+            stream_options(app),
+            prompt,
+            observer=app[LATENCY],
+            whole=whole,
+            arrivals_pushed=not paced,
+        )
     except BaseException:
         ticket.release()
         raise

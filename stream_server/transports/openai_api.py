@@ -178,7 +178,7 @@ async def _transcribe_multipart(request: web.Request) -> web.StreamResponse:
         params = parse_transcription_request(form, served_model_names(request))
         chunks = part_chunks(file_part, settings.idle_timeout_s)
         pcm = container_pcm(chunks, form.filename, settings.max_upload_bytes)
-        return await _respond_live(request, params, pcm)
+        return await _respond_live(request, params, pcm, whole=_declares_whole_file(request))
     check_declared_length(request, settings.max_upload_bytes)  # a live upload has no length limit
     form = await read_rest(reader, form, file_part, settings.max_upload_bytes)
     return await _transcribe_form(request, form)
@@ -194,7 +194,7 @@ async def _transcribe_form(request: web.Request, form: Form) -> web.StreamRespon
     audio = await audio_from_form(request, form)
     if params.stream:
         pcm = container_pcm(_once(audio.data), audio.filename, request.app[SETTINGS].max_upload_bytes)
-        return await _respond_live(request, params, pcm)
+        return await _respond_live(request, params, pcm, whole=True)
     return await _respond_file(request, params, audio.data, audio.filename)
 
 
@@ -222,10 +222,18 @@ async def _transcribe_raw_body(request: web.Request) -> web.StreamResponse:
         audio = np.concatenate(pcm) if pcm else np.zeros(0, np.float32)
         return await _respond_file(request, params, wav_bytes(audio), None)
     pcm = raw_pcm(chunks, raw) if raw else container_pcm(chunks, None, settings.max_upload_bytes)
-    return await _respond_live(request, params, pcm)
+    return await _respond_live(request, params, pcm, whole=_declares_whole_file(request))
 
 
-async def _respond_live(request: web.Request, params: TranscriptionRequest, pcm) -> web.StreamResponse:
+def _declares_whole_file(request: web.Request) -> bool:
+    """A body with a Content-Length is a file the client holds whole (the openai SDK's upload,
+    `curl -T file`); a live source sends chunked (`curl -T -`)."""
+    return request.content_length is not None
+
+
+async def _respond_live(
+    request: web.Request, params: TranscriptionRequest, pcm, *, whole: bool
+) -> web.StreamResponse:
     if params.response_format not in ("json", "text"):
         raise InvalidRequest("stream=true needs response_format json or text", param="response_format")
     return await respond_live(
@@ -236,6 +244,7 @@ async def _respond_live(request: web.Request, params: TranscriptionRequest, pcm)
         partials=params.partials,
         logprobs=params.include_logprobs,
         route=params.route,
+        whole=whole,
     )
 
 

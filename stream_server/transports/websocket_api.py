@@ -148,13 +148,14 @@ async def stream_audio(request: web.Request) -> web.StreamResponse:
             language=params.language,
             prompt=params.prompt,
             route=params.route,
+            paced=True,
         )
     except Overloaded as exc:  # a browser cannot read a refused handshake's status: say it in band
         await ws.prepare(request)
         await ws.send_str(json.dumps({"type": "error", **service_error_body(exc)}))
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=(exc.code or "overloaded").encode())
         return ws
-    inbox.pace_by(lambda: run.transcriber.backlog_seconds)
+    inbox.pace_by(lambda: run.transcriber.backlog_seconds, arrived=run.transcriber.arrived)
     try:
         await ws.prepare(request)
         request.app[WEBSOCKETS].add(ws)
