@@ -164,6 +164,15 @@ class AdaptiveTranscriber:
         while self._switching is not None:
             await asyncio.shield(self._switching)
         await self._policy.finish()
+        if not self.failed:
+            self._publish(
+                StreamDone(
+                    text=self._text,
+                    duration=self.received_seconds,
+                    speech_seconds=self.speech_seconds,
+                    prompt_tokens=self.prompt_tokens,
+                )
+            )
 
     async def cancel(self) -> None:
         if self._switching is not None:
@@ -224,14 +233,8 @@ class AdaptiveTranscriber:
     def _publisher(self, offset: float, first_id: int) -> Callable[[Event], None]:
         def publish(event: Event) -> None:
             if isinstance(event, StreamDone):
-                event = StreamDone(
-                    text=self._text,
-                    duration=self.received_seconds,
-                    speech_seconds=self.speech_seconds,
-                    prompt_tokens=self.prompt_tokens,
-                )
-            else:
-                event = on_stream_clock(event, offset, first_id)
+                return  # the live policy's own: the stream's comes from finish
+            event = on_stream_clock(event, offset, first_id)
             if isinstance(event, TextCommitted):
                 delta = "".join(w.text for w in event.words)  # as LiveTranscriber joins them
                 event = dataclasses.replace(event, delta=delta if self._text else delta.lstrip())

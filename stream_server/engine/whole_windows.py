@@ -10,9 +10,7 @@ utterance of its own (speech start, its delta, speech stop, utterance done); not
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import logging
 import time
 from collections.abc import Callable
 
@@ -22,17 +20,15 @@ from stream_server.audio import SAMPLE_RATE
 from stream_server.decoder.results import Segment, Word
 from stream_server.engine.stability import normalise, without_overlap
 from stream_server.engine.stream import WindowDecoder
+from stream_server.engine.worker import DecodeWorker
 from stream_server.events import (
     Event,
     SpeechStarted,
     SpeechStopped,
-    StreamDone,
     StreamFailed,
     TextCommitted,
     UtteranceDone,
 )
-
-log = logging.getLogger(__name__)
 
 WINDOW_S = 30.0
 """Whisper's own window: the encoder always reads 30 s, so a shorter one buys nothing."""
@@ -75,16 +71,18 @@ class WholeWindowTranscriber:
         self._committed: list[Word] = []
         self._text = ""
         self._next_id = 0
-        self._worker: asyncio.Task | None = None
-        self._cancelled = False
+        self._worker = DecodeWorker(self._window, self._due, self._failed)
         self.received_seconds = 0.0
         self.speech_seconds = 0.0
         self.prompt_tokens = 0
-        self.failed = False
 
     @property
     def text(self) -> str:
         return self._text
+
+    @property
+    def failed(self) -> bool:
+        return self._worker.failed
 
     @property
     def backlog_seconds(self) -> float:
@@ -100,60 +98,30 @@ class WholeWindowTranscriber:
         self.received_seconds += len(pcm) / SAMPLE_RATE
         self._audio = np.concatenate([self._audio, pcm.astype(np.float32, copy=False)])
         self._waiting_since = self._waiting_since or time.monotonic()
-        self._kick()
+        self._worker.kick()
 
     def finalize_utterance(self) -> None:
         """Decode everything received so far to its end now, without waiting for a whole window."""
         self._final_samples = len(self._audio)
-        self._kick()
+        self._worker.kick()
 
     async def finish(self) -> None:
+        """End of audio: decode the rest. The stream's StreamDone is its owner's to publish."""
         self.finalize_utterance()
         await self.drain()
-        if not self.failed:
-            self._publish(
-                StreamDone(
-                    text=self._text,
-                    duration=self.received_seconds,
-                    speech_seconds=self.speech_seconds,
-                    prompt_tokens=self.prompt_tokens,
-                )
-            )
 
     async def drain(self) -> None:
         """Wait until every window that is due has been decoded."""
-        while self._worker is not None and not self._worker.done():
-            await asyncio.shield(self._worker)
-            self._kick()
+        await self._worker.drain()
 
     async def cancel(self) -> None:
-        self._cancelled = True
-        if self._worker is not None:
-            self._worker.cancel()
-            try:
-                await self._worker
-            except (asyncio.CancelledError, Exception):
-                pass
+        await self._worker.cancel()
 
     def _due(self) -> bool:
         return self._final_samples > 0 or len(self._audio) >= WINDOW_S * SAMPLE_RATE
 
-    def _kick(self) -> None:
-        if self.failed or self._cancelled or (self._worker is not None and not self._worker.done()):
-            return
-        if self._due():
-            self._worker = asyncio.ensure_future(self._work())
-
-    async def _work(self) -> None:
-        try:
-            while self._due():
-                await self._window()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("decoding failed")
-            self.failed = True
-            self._publish(StreamFailed(message=f"decoding failed: {exc}", code="decode_failed", error_type="server_error"))
+    def _failed(self, exc: Exception) -> None:
+        self._publish(StreamFailed(message=f"decoding failed: {exc}", code="decode_failed", error_type="server_error"))
 
     async def _window(self) -> None:
         whole = int(WINDOW_S * SAMPLE_RATE)
