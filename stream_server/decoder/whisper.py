@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import ctranslate2
@@ -104,8 +105,11 @@ class SpeechModel:
     def count_tokens(self, text: str | None) -> int:
         return len(self._model.hf_tokenizer.encode(text, add_special_tokens=False).ids) if text else 0
 
-    def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcription:
-        """Decode a whole recording (16 kHz mono float32)."""
+    def transcribe(
+        self, audio: np.ndarray, options: TranscribeOptions, on_segment: Callable[[Segment], None] | None = None
+    ) -> Transcription:
+        """Decode a whole recording (16 kHz mono float32); `on_segment`, called on this thread,
+        hears each segment as soon as it is decoded (an exception from it stops the decode)."""
         self.check_language(options.language)
         segments, info = self._model.transcribe(
             audio,
@@ -117,10 +121,15 @@ class SpeechModel:
             vad_filter=options.vad_filter,
             max_new_tokens=options.max_new_tokens,
         )
+        decoded = []
+        for raw in segments:
+            decoded.append(_segment(raw))
+            if on_segment is not None:
+                on_segment(decoded[-1])
         return Transcription(
             language=info.language,
             duration=len(audio) / SAMPLE_RATE,
-            segments=tuple(_segment(s) for s in segments),
+            segments=tuple(decoded),
             prompt_tokens=self.count_tokens(options.prompt),
         )
 
