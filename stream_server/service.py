@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import NamedTuple, TypeVar
@@ -12,11 +13,12 @@ import numpy as np
 
 from stream_server.audio import SAMPLE_RATE
 from stream_server.audio.decode import decode_file
-from stream_server.decoder.results import Transcription
+from stream_server.decoder.results import Segment, Transcription
 from stream_server.decoder.whisper import SpeechModel, TranscribeOptions
 from stream_server.engine.packing import PackOptions
 from stream_server.engine.scheduler import BATCH, LIVE, DecodeScheduler
 from stream_server.engine.stream import WindowDecoder
+from stream_server.engine.whole_windows import FileDecoder
 from stream_server.errors import NotReady
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,12 @@ class StreamDecoders(NamedTuple):
     """Live windows: partials and utterance finals (engine/stream.py)."""
     whole: WindowDecoder
     """Whole windows of audio that arrived faster than real time (engine/whole_windows.py)."""
+    file: FileDecoder
+    """A whole file in one call, its segments handed over as they are decoded (ditto)."""
+
+
+class _Abandoned(Exception):
+    """The stream went away: its file is decoded no further."""
 
 
 class TranscriptionService:
@@ -86,17 +94,17 @@ class TranscriptionService:
         return self.stream_decoders(model, language).live
 
     def stream_decoders(self, model: SpeechModel, language: str | None) -> StreamDecoders:
-        """What a stream decodes with: live windows, and whole windows of audio that arrived
-        faster than real time. Without a language, the first final or whole window detects it
+        """What a stream decodes with: live windows, and whole windows or a whole file of audio
+        that arrived faster than real time. Without a language, the first final or whole window detects it
         and the stream keeps it: detecting on every short window of a multilingual model
         guesses wrong often enough to ruin the transcript. Partials may be packed with other
         streams' (the scheduler's packing); finals and whole windows are decoded alone."""
         pinned = language or (None if model.is_multilingual else "en")
 
-        async def run(audio: np.ndarray, options: TranscribeOptions, deadline: float) -> Transcription:
+        async def run(audio: np.ndarray, options: TranscribeOptions, deadline: float, *heard: Callable) -> Transcription:
             nonlocal pinned
             result = await self.scheduler.run(
-                model.transcribe, audio, options, priority=LIVE, deadline=deadline, audio_seconds=len(audio) / SAMPLE_RATE
+                model.transcribe, audio, options, *heard, priority=LIVE, deadline=deadline, audio_seconds=len(audio) / SAMPLE_RATE
             )
             pinned = pinned or result.language
             return result
@@ -110,7 +118,21 @@ class TranscriptionService:
         async def whole(audio, prompt: str | None, *, final: bool, deadline: float) -> Transcription:
             return await run(audio, whole_window_options(pinned, prompt), deadline)
 
-        return StreamDecoders(live, whole)
+        async def file(audio, prompt: str | None, on_segment: Callable[[Segment], None], *, deadline: float) -> Transcription:
+            loop, abandoned = asyncio.get_running_loop(), threading.Event()
+
+            def heard(segment: Segment) -> None:  # on the decoding thread
+                if abandoned.is_set():
+                    raise _Abandoned()
+                loop.call_soon_threadsafe(on_segment, segment)
+
+            try:
+                return await run(audio, whole_window_options(pinned, prompt), deadline, heard)
+            except asyncio.CancelledError:
+                abandoned.set()
+                raise
+
+        return StreamDecoders(live, whole, file)
 
     async def load(self, factory: Callable[[], SpeechModel]) -> None:
         try:

@@ -6,8 +6,8 @@ recording streamed from disk) is decoded the way a file is (engine/whole_windows
 decoding would only lose accuracy on it. The rate is measured over the last RATE_WINDOW_S of wall
 time: a live stream at FAST_RATE times real time or more goes over to whole windows; a
 whole-window stream under SLOW_RATE goes back to live, once it has been measured over a whole
-window since it changed. A stream that says up front that it holds a whole file starts in
-whole windows.
+window since it changed. A stream that says up front that it holds a whole file is decoded as
+one when it has all arrived, exactly as without `stream` (engine/whole_windows.py).
 
 A switch loses no word and repeats none: the policies hand over at a point that no decode of the
 old one covers, and the new one goes on from there with the text so far as its prompt context.
@@ -34,7 +34,7 @@ from stream_server.audio import SAMPLE_RATE
 from stream_server.decoder.results import Word
 from stream_server.engine.arrival import ArrivalRate
 from stream_server.engine.stream import LatencyObserver, LiveTranscriber, StreamOptions, WindowDecoder
-from stream_server.engine.whole_windows import WholeWindowTranscriber
+from stream_server.engine.whole_windows import FileDecoder, WholeWindowTranscriber
 from stream_server.events import (
     Event,
     SpeechStarted,
@@ -73,6 +73,7 @@ class AdaptiveTranscriber:
         self,
         live_decode: WindowDecoder,
         whole_decode: WindowDecoder,
+        file_decode: FileDecoder,
         publish: Callable[[Event], None],
         options: StreamOptions = StreamOptions(),
         prompt: str | None = None,
@@ -82,10 +83,11 @@ class AdaptiveTranscriber:
         arrivals_pushed: bool = True,
         now: Callable[[], float] = time.monotonic,
     ):
-        """`whole`: start in whole windows (the audio is a whole file). `arrivals_pushed`:
+        """`whole`: the audio is a whole file, decoded as one at its end (unless it turns out
+        to arrive slowly: then it goes live, and later perhaps whole windows). `arrivals_pushed`:
         pushes are the audio's arrivals; False when a queue between paces them and reports the
         arrivals itself through `arrived`."""
-        self._live_decode, self._whole_decode = live_decode, whole_decode
+        self._live_decode, self._whole_decode, self._file_decode = live_decode, whole_decode, file_decode
         self._publish = publish
         self.options = options
         self._prompt = prompt
@@ -110,7 +112,7 @@ class AdaptiveTranscriber:
         self._failed = False
         self.received_seconds = 0.0
         self.switches = 0
-        self._policy, self._offset, self._since = self._start(whole, 0.0), 0.0, now()
+        self._policy, self._offset, self._since = self._start(whole, 0.0, file=whole), 0.0, now()
 
     @property
     def whole(self) -> bool:
@@ -224,10 +226,11 @@ class AdaptiveTranscriber:
             elif item is not None and len(item):
                 self._policy.push(item)
 
-    def _start(self, whole: bool, at: float) -> Policy:
+    def _start(self, whole: bool, at: float, file: bool = False) -> Policy:
         publish = self._publisher(at, self._utterances)
         if whole:
-            return WholeWindowTranscriber(self._whole_decode, publish, self._prompt, context=self._text)
+            file_decode = self._file_decode if file else None
+            return WholeWindowTranscriber(self._whole_decode, publish, self._prompt, self._text, file_decode)
         return LiveTranscriber(self._live_decode, publish, self.options, self._prompt, self._observer, context=self._text)
 
     def _publisher(self, offset: float, first_id: int) -> Callable[[Event], None]:

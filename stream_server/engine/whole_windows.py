@@ -1,6 +1,10 @@
 """Audio that arrives faster than real time, decoded the way a file is.
 
-The audio is cut into whole windows of WINDOW_S, each decoded as a file's audio is
+A stream that holds a whole file (its client said so up front) is decoded at its end in one
+call, exactly as without `stream` (faster-whisper's own windows, VAD and prompts over the whole
+file), each segment published as soon as it is decoded. Audio whose end is not known yet:
+
+the audio is cut into whole windows of WINDOW_S, each decoded as a file's audio is
 (service.whole_window_options: beam 5, Whisper's hotter retries, its VAD filter) with the text
 before it as the prompt. A window's last segment may be cut off by the window's end, so unless
 the audio ends there it is left to the next window, which starts where the last word kept ends:
@@ -12,12 +16,13 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import numpy as np
 
 from stream_server.audio import SAMPLE_RATE
-from stream_server.decoder.results import Segment, Word
+from stream_server.decoder.results import Segment, Transcription, Word
 from stream_server.engine.stability import normalise, without_overlap
 from stream_server.engine.stream import WindowDecoder
 from stream_server.engine.worker import DecodeWorker
@@ -44,6 +49,13 @@ PROMPT_RESET_TEMPERATURE = 0.5
 (faster-whisper's prompt_reset_on_temperature, as in a file)."""
 
 
+class FileDecoder(Protocol):
+    def __call__(
+        self, audio: np.ndarray, prompt: str | None, on_segment: Callable[[Segment], None], *, deadline: float
+    ) -> Awaitable[Transcription]:
+        """Decode `audio` as a file; `on_segment` hears each segment as it is decoded, on the loop."""
+
+
 class WholeWindowTranscriber:
     """Push 16 kHz mono float32 audio; each whole window is decoded as soon as it is there,
     and the rest when the stream ends (or at a finalize)."""
@@ -54,8 +66,10 @@ class WholeWindowTranscriber:
         publish: Callable[[Event], None],
         prompt: str | None = None,
         context: str = "",
+        file_decode: FileDecoder | None = None,
     ):
-        self._decode = decode
+        """With `file_decode`, the stream is a whole file: nothing is decoded before its end."""
+        self._decode, self._file_decode = decode, file_decode
         self._publish = publish
         self._user_prompt = prompt
         self._context = context
@@ -118,26 +132,31 @@ class WholeWindowTranscriber:
         await self._worker.cancel()
 
     def _due(self) -> bool:
-        return self._final_samples > 0 or len(self._audio) >= WINDOW_S * SAMPLE_RATE
+        whole_window = self._file_decode is None and len(self._audio) >= WINDOW_S * SAMPLE_RATE
+        return self._final_samples > 0 or whole_window
 
     def _failed(self, exc: Exception) -> None:
         self._publish(StreamFailed(message=f"decoding failed: {exc}", code="decode_failed", error_type="server_error"))
 
     async def _window(self) -> None:
         whole = int(WINDOW_S * SAMPLE_RATE)
-        final = 0 < self._final_samples <= whole
+        final = 0 < self._final_samples <= whole or self._file_decode is not None
         samples = self._final_samples if final else whole
         audio, start = self._audio[:samples], self._start
-        prompt = " ".join(p for p in (self._user_prompt, self._context[-PROMPT_CHARS:]) if p) or None
-        result = await self._decode(audio, prompt, final=True, deadline=self._waiting_since or time.monotonic())
-        self.prompt_tokens += result.prompt_tokens
         end = start + samples / SAMPLE_RATE
+        prompt = " ".join(p for p in (self._user_prompt, self._context[-PROMPT_CHARS:]) if p) or None
+        deadline = self._waiting_since or time.monotonic()
+        if self._file_decode is not None:  # each segment is committed as soon as it is decoded
+            result = await self._file_decode(audio, prompt, lambda s: self._commit(s, _words(s, start)), deadline=deadline)
+            resume = end
+        else:
+            result = await self._decode(audio, prompt, final=True, deadline=deadline)
+            kept, resume = _kept([(s, w) for s in result.segments if (w := _words(s, start))], end, final)
+            for segment, words in kept:
+                self._commit(segment, words)
+        self.prompt_tokens += result.prompt_tokens
         self.speech_seconds += max(0.0, end - max(start, self._decoded_until))
         self._decoded_until = max(self._decoded_until, end)
-        spoken = [(s, w) for s in result.segments if (w := _words(s, start))]
-        kept, resume = _kept(spoken, end, final)
-        for segment, words in kept:
-            self._commit(segment, words)
         drop = min(samples, max(0, round((resume - start) * SAMPLE_RATE)))
         self._audio, self._start = self._audio[drop:], start + drop / SAMPLE_RATE
         self._final_samples = max(0, self._final_samples - drop)

@@ -92,6 +92,7 @@ async def start_live_run(
         transcriber = AdaptiveTranscriber(
             decoders.live,
             decoders.whole,
+            decoders.file,
             session.publish,
             stream_options(app),
             prompt,

@@ -36,7 +36,7 @@ class Script:
         self.audio = np.concatenate(parts)
         self.words = [f"w{i}" for i in range(len(self.spans))]
         self.prompts: list[str | None] = []
-        self.whole_calls = 0
+        self.whole_calls = self.file_calls = 0
 
     @staticmethod
     def _quiet(seconds: float, rng: np.random.Generator) -> np.ndarray:
@@ -83,6 +83,17 @@ class Script:
         return Transcription("en", len(audio) / SAMPLE_RATE, segments, prompt_tokens=1 if prompt else 0)
 
 
+    async def file(self, audio, prompt, on_segment, *, deadline) -> Transcription:
+        """The whole file in one call, each segment handed over on its own."""
+        self.file_calls += 1
+        result = await self.whole(audio, prompt, final=True, deadline=deadline)
+        self.whole_calls -= 1
+        for segment in result.segments:
+            on_segment(segment)
+            await asyncio.sleep(0)
+        return result
+
+
 class Clock:
     def __init__(self):
         self.now = 0.0
@@ -97,7 +108,7 @@ async def stream(script: Script, speeds: list[tuple[float, float]], *, whole: bo
     events: list = []
     clock = Clock()
     transcriber = AdaptiveTranscriber(
-        script.live, script.whole, events.append, synthetic_options(), whole=whole, now=clock
+        script.live, script.whole, script.file, events.append, synthetic_options(), whole=whole, now=clock
     )
     step = int(chunk_s * SAMPLE_RATE)
     for i in range(0, len(script.audio), step):
@@ -133,13 +144,22 @@ async def test_real_time_audio_stays_live():
     assert transcriber.switches == 0 and script.whole_calls == 0
 
 
-async def test_a_whole_file_is_decoded_in_whole_windows_from_the_start():
-    script = Script(20)  # 66 s: three windows
+async def test_a_whole_file_is_decoded_as_one_at_its_end():
+    script = Script(20)
     events, transcriber = await stream(script, [(999, 50.0)], whole=True)
     check_transcript(events, script)
     assert transcriber.switches == 0 and transcriber.whole
-    assert 3 <= script.whole_calls <= 4
-    assert script.prompts[0] is None and all(script.prompts[1:])  # the text before is the prompt
+    assert script.file_calls == 1 and script.whole_calls == 0
+    assert len([e for e in events if isinstance(e, TextCommitted)]) == 20  # a delta per segment
+
+
+async def test_fast_audio_of_unknown_length_is_decoded_in_whole_windows():
+    script = Script(20)  # 66 s: live until 7 s have come and a pause, then two windows
+    events, transcriber = await stream(script, [(999, 50.0)])
+    check_transcript(events, script)
+    assert transcriber.switches == 1 and transcriber.whole and script.file_calls == 0
+    assert script.whole_calls == 2
+    assert all(script.prompts)  # the text before is the prompt
 
 
 @pytest.mark.parametrize("chunk_s", [0.1, 2.0])

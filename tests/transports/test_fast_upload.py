@@ -28,11 +28,17 @@ def form(stream: bool, **fields: str) -> dict:
     return {**body, "stream": "true"} if stream else body
 
 
-async def test_a_file_posted_with_stream_is_as_accurate_as_without_and_streams_its_segments(client):
+async def test_a_file_posted_with_stream_is_transcribed_as_without_and_streams_its_segments(client):
+    """Decoded as a file is, with word timestamps (the deltas' times and words): the text is that
+    of the same request without stream asking for words, and as good as the plain one's."""
     plain = await (await client.post(URL, data=form(stream=False))).json()
+    words = await (
+        await client.post(URL, data=form(stream=False, response_format="verbose_json", **{"timestamp_granularities[]": "word"}))
+    ).json()
     response = await client.post(URL, data=form(stream=True, partials="true"))
     events = await read_sse(response)
     done = of_type(events, "transcript.text.done")[0]
+    assert normalise(done["text"]) == normalise(words["text"])
     expected = reference(LONG_CLIP)
     assert wer(expected, done["text"]) <= wer(expected, plain["text"]) * 1.02 + 1e-9, (done["text"], plain["text"])
 
