@@ -141,14 +141,15 @@ class AdaptiveTranscriber:
         return self._policy.backlog_seconds + pending
 
     def arrived(self, seconds: float) -> None:
-        """Audio reached the server (it may be pushed later)."""
+        """Audio reached the server (it may be pushed later: the policy for it is chosen by the
+        rate it arrived at, whenever it is pushed)."""
         self._rate.add(seconds)
 
     def push(self, pcm: np.ndarray) -> None:
         """Take 16 kHz mono float32 audio; never blocks on decoding."""
         if self._arrivals_pushed:
             self.arrived(len(pcm) / SAMPLE_RATE)
-        if self.whole or self._switching is not None or not self._wants_whole():
+        if self.whole or self._switching is not None or not self._fast(self.received_seconds + len(pcm) / SAMPLE_RATE):
             self._take(pcm)
             return
         size = round(SLICE_S * SAMPLE_RATE)
@@ -183,11 +184,14 @@ class AdaptiveTranscriber:
                 await self._switching
         await self._policy.cancel()
 
-    def _wants_whole(self) -> bool:
-        return self._rate.rate() >= FAST_RATE
+    def _fast(self, position: float) -> bool:
+        """Whether the audio at `position` arrived fast enough to be decoded as a file."""
+        return self._rate.rate_at(position) >= FAST_RATE
 
-    def _wants_live(self) -> bool:
-        return self._now() - self._since >= RATE_WINDOW_S and self._rate.rate() < SLOW_RATE
+    def _slow(self, position: float) -> bool:
+        """Whether it arrived slowly enough to go live, measured over a whole window since the
+        stream last changed policy."""
+        return self._now() - self._since >= RATE_WINDOW_S and self._rate.rate_at(position) < SLOW_RATE
 
     def _take(self, pcm: np.ndarray) -> None:
         self.received_seconds += len(pcm) / SAMPLE_RATE
@@ -196,12 +200,12 @@ class AdaptiveTranscriber:
             self._pending.append(pcm)
         elif self.failed:
             self._policy.push(pcm)
-        elif self.whole and self._wants_live():
+        elif self.whole and self._slow(self.received_seconds):
             self._pending.append(pcm)
             self._switching = asyncio.ensure_future(self._hand_over(to_whole=False))
         else:
             self._policy.push(pcm)
-            if not self.whole and not self._in_speech and self._wants_whole():
+            if not self.whole and not self._in_speech and self._fast(self.received_seconds):
                 at = max(self._quiet_since, self.received_seconds - self._held_samples / SAMPLE_RATE)
                 held = self._recent[len(self._recent) - round((self.received_seconds - at) * SAMPLE_RATE) :]
                 self._switching = asyncio.ensure_future(self._hand_over(to_whole=True, at=at, audio=held))

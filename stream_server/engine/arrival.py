@@ -1,4 +1,5 @@
-"""How fast a stream's audio arrives: seconds of audio per wall second, over a sliding window."""
+"""How fast a stream's audio arrives: seconds of audio per wall second, over a sliding window,
+as it was when each piece arrived (a queue may hand the audio on later)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,21 @@ class ArrivalRate:
         """(wall time, audio seconds arrived by then), oldest first; the first one at or before
         the window's start once the stream is older than the window."""
 
+        self._arrived_at: deque[tuple[float, float]] = deque()
+        """(audio seconds arrived, the rate then), per piece not yet asked about."""
+
     def add(self, seconds: float) -> None:
         self._total += seconds
         self._marks.append((self._now(), self._total))
         self._forget()
+        self._arrived_at.append((self._total, self.rate()))
+
+    def rate_at(self, position: float) -> float:
+        """The rate as it was when the audio at `position` (seconds into the stream) arrived;
+        the positions asked about may only grow."""
+        while len(self._arrived_at) > 1 and self._arrived_at[0][0] < position:
+            self._arrived_at.popleft()
+        return self._arrived_at[0][1] if self._arrived_at else 0.0
 
     def rate(self) -> float:
         """Audio seconds that arrived in the last `window_s` wall seconds, per second (a stream

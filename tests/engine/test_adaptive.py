@@ -199,3 +199,24 @@ async def test_going_whole_as_a_word_begins_keeps_the_audio_the_vad_held():
     events, transcriber = await stream(script, [(999, 20.0)])
     check_transcript(events, script)
     assert transcriber.switches == 1
+
+
+async def test_audio_queued_before_the_transcriber_is_judged_by_how_fast_it_arrived():
+    """A queue (the WebSocket inbox) took the whole stream at 20x and hands it on at real time."""
+    script = Script(12)
+    clock = Clock()
+    events: list = []
+    transcriber = AdaptiveTranscriber(
+        script.live, script.whole, script.file, events.append, synthetic_options(), arrivals_pushed=False, now=clock
+    )
+    step = SAMPLE_RATE // 10
+    for _ in range(0, len(script.audio), step):
+        clock.now += 0.1 / 20
+        transcriber.arrived(0.1)
+    for i in range(0, len(script.audio), step):
+        clock.now += 0.1
+        transcriber.push(script.audio[i : i + step])
+        await asyncio.sleep(0)
+    await transcriber.finish()
+    check_transcript(events, script)
+    assert transcriber.switches == 1 and transcriber.whole
