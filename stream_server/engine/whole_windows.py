@@ -42,6 +42,9 @@ LONE_SEGMENT_TAIL_S = 5.0
 before the window's end; the rest wait for the next window, which hears how they go on."""
 SILENT_OVERLAP_S = 1.0
 """After a window with no words, the next starts this much before its end (a word may start there)."""
+MAX_FILE_S = 1800.0
+"""A whole file longer than this (a live upload has no size limit) is decoded in whole windows
+from there on, so that a stream never holds more than this much audio."""
 PROMPT_CHARS = 600
 """Text before the window given as the prompt: about 130 tokens, inside the 223 Whisper takes."""
 PROMPT_RESET_TEMPERATURE = 0.5
@@ -112,6 +115,8 @@ class WholeWindowTranscriber:
         self.received_seconds += len(pcm) / SAMPLE_RATE
         self._audio = np.concatenate([self._audio, pcm.astype(np.float32, copy=False)])
         self._waiting_since = self._waiting_since or time.monotonic()
+        if len(self._audio) > MAX_FILE_S * SAMPLE_RATE:
+            self._file_decode = None
         self._worker.kick()
 
     def finalize_utterance(self) -> None:

@@ -220,3 +220,11 @@ async def test_audio_queued_before_the_transcriber_is_judged_by_how_fast_it_arri
     await transcriber.finish()
     check_transcript(events, script)
     assert transcriber.switches == 1 and transcriber.whole
+
+
+async def test_a_whole_file_too_long_to_hold_goes_on_in_whole_windows(monkeypatch):
+    monkeypatch.setattr("stream_server.engine.whole_windows.MAX_FILE_S", 40.0)
+    script = Script(20)  # 66 s
+    events, transcriber = await stream(script, [(999, 50.0)], whole=True)
+    check_transcript(events, script)
+    assert script.file_calls == 0 and script.whole_calls >= 2
