@@ -112,11 +112,12 @@ class AdaptiveTranscriber:
         self._failed = False
         self.received_seconds = 0.0
         self.switches = 0
+        """Times the stream changed policy."""
         self._policy, self._offset, self._since = self._start(whole, 0.0, file=whole), 0.0, now()
 
     @property
     def whole(self) -> bool:
-        """Whether the stream is decoded in whole windows now."""
+        """Whether the stream is decoded the way a file is now (whole windows, or a whole file)."""
         return isinstance(self._policy, WholeWindowTranscriber)
 
     @property
