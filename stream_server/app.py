@@ -130,7 +130,9 @@ async def _service_context(app: web.Application, models: Mapping[str, SpeechMode
     app[LOCAL_SERVICES] = services
     app[SERVICE] = services[specs[0].name]
     app[ADMISSION] = Admission(
-        admission_options(settings), lambda: sum(s.scheduler.live_decode_seconds for s in services.values())
+        admission_options(settings),
+        lambda: sum(s.scheduler.live_decode_seconds for s in services.values()),
+        decode_wait=lambda: max(s.scheduler.live_wait() for s in services.values()),
     )
     app[LATENCY] = LatencyStats()
     loading = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import ipaddress
 import logging
 import os
@@ -21,6 +22,11 @@ from stream_server.vad.frames import VAD_ENGINES
 ENV_PREFIX = "STREAM_SERVER_"
 log = logging.getLogger("stream_server")
 Number = TypeVar("Number", int, float)
+CLIENT_COMMANDS = {
+    "transcribe": "transcribe audio files on the embedded model, or on a server with --url",
+    "listen": "live captions in the terminal from a running server",
+}
+"""Commands in stream_server/commands/, each with its own parser (see `main`)."""
 
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -30,6 +36,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stream-server", description=__doc__)
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="run the HTTP server (the default command)")
+    for name, summary in CLIENT_COMMANDS.items():
+        commands.add_parser(name, help=summary, add_help=False)  # listed in --help; parsed by main
     defaults = Settings()
     serve.add_argument("--host", default=default("HOST", defaults.host), help="address to bind [STREAM_SERVER_HOST]")
     serve.add_argument("--port", type=int, default=default("PORT", defaults.port), help="[STREAM_SERVER_PORT]")
@@ -253,6 +261,9 @@ def is_loopback(host: str) -> bool:
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in CLIENT_COMMANDS:
+        # imported late (the model libraries); their own parser lets options come between files
+        return importlib.import_module(f"stream_server.commands.{argv[0]}").main(argv[1:], env)
     if not argv or argv[0].startswith("-") and argv[0] not in {"-h", "--help"}:
         argv.insert(0, "serve")
     args = build_parser(env).parse_args(argv)

@@ -106,10 +106,13 @@ class SpeechModel:
         return len(self._model.hf_tokenizer.encode(text, add_special_tokens=False).ids) if text else 0
 
     def transcribe(
-        self, audio: np.ndarray, options: TranscribeOptions, on_segment: Callable[[Segment], None] | None = None
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        on_segment: Callable[[Segment], None] | None = None,
     ) -> Transcription:
-        """Decode a whole recording (16 kHz mono float32); `on_segment`, called on this thread,
-        hears each segment as soon as it is decoded (an exception from it stops the decode)."""
+        """Decode a whole recording (16 kHz mono float32); `on_segment` hears of each segment
+        as it is decoded (a progress bar)."""
         self.check_language(options.language)
         segments, info = self._model.transcribe(
             audio,
@@ -124,7 +127,7 @@ class SpeechModel:
         decoded = []
         for raw in segments:
             decoded.append(_segment(raw))
-            if on_segment is not None:
+            if on_segment:
                 on_segment(decoded[-1])
         return Transcription(
             language=info.language,

@@ -5,6 +5,12 @@ Capacity comes from measured cost: the decode seconds live streams spend per sec
 they send (silence included, since the VAD skips it), smoothed over the server's recent
 traffic. `slots` workers at `target_utilisation` carry `slots * target / cost` real-time
 streams. Until enough audio has been measured, a conservative default cost is assumed.
+
+That cost is what streams spend, not what they need: a stream alone re-decodes as often as a
+free slot lets it, and under load the engine decodes each stream less often and packs their
+windows, so streams cost less each the more there are. So past the estimate a stream is still
+admitted while the live decodes do not wait for a slot (`max_decode_wait_s`), one every
+`admit_interval_s`, so that the wait each one adds is seen before the next comes in.
 A hard cap and a per-key cap apply on top. File transcriptions are not admitted here: they run
 at BATCH priority in whatever the live streams leave.
 """
@@ -12,6 +18,7 @@ at BATCH priority in whatever the live streams leave.
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +55,11 @@ class AdmissionOptions:
     """Weight of the newest sample in the moving average."""
     retry_after_s: float = 5.0
     """Retry-After given with a refusal: about how soon a stream may have ended."""
+    max_decode_wait_s: float = 1.0
+    """Past the estimate, a stream is admitted only while live decodes wait less than this for a
+    slot (scheduler.live_wait): the streams in are still served at their pace."""
+    admit_interval_s: float = 1.0
+    """Past the estimate, at most one stream is admitted per this many seconds."""
 
 
 class CostEstimate:
@@ -88,9 +100,19 @@ class CostEstimate:
 class Admission:
     """Counts admitted live streams, hands out tickets, and refuses beyond capacity."""
 
-    def __init__(self, options: AdmissionOptions, live_decode_seconds: Callable[[], float]):
+    def __init__(
+        self,
+        options: AdmissionOptions,
+        live_decode_seconds: Callable[[], float],
+        decode_wait: Callable[[], float] = lambda: math.inf,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.options = options
         self._decode_seconds = live_decode_seconds
+        self._decode_wait = decode_wait
+        self._clock = clock
+        self._beyond_estimate_at = -math.inf
+        """When a stream was last admitted past the estimate."""
         self.cost = CostEstimate(options.default_cost, options.smoothing, options.sample_audio_s)
         self._by_owner: Counter[str] = Counter()
         self.active = 0
@@ -104,10 +126,19 @@ class Admission:
         return max(1, math.floor(self.options.slots * self.options.target_utilisation / cost))
 
     @property
+    def headroom(self) -> bool:
+        """Live decodes find a slot at once, and no stream came in past the estimate just now."""
+        options = self.options
+        recently = self._clock() - self._beyond_estimate_at < options.admit_interval_s
+        return not recently and self._decode_wait() < options.max_decode_wait_s
+
+    @property
     def capacity(self) -> float:
-        """Streams admitted at once: the estimate (if enforced) capped by `max_streams` (if set);
-        infinite with neither."""
-        limits = [self.estimate] if self.options.enforce_estimate else []
+        """Streams admitted at once: the estimate (if enforced; one more than are in while there
+        is headroom) capped by `max_streams` (if set); infinite with neither."""
+        limits = []
+        if self.options.enforce_estimate:
+            limits.append(max(self.estimate, self.active + 1) if self.headroom else self.estimate)
         limits += [self.options.max_streams] if self.options.max_streams else []
         return min(limits, default=math.inf)
 
@@ -121,6 +152,8 @@ class Admission:
             self._refuse(MAX_STREAMS, f"the server is at its limit of {options.max_streams} live streams")
         if self.active >= self.capacity:
             self._refuse(CAPACITY, f"the server is at capacity ({self.estimate} live streams); retry later")
+        if self.active >= self.estimate:
+            self._beyond_estimate_at = self._clock()
         self.active += 1
         self.admitted += 1
         if owner is not None:

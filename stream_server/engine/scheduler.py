@@ -16,6 +16,7 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ T = TypeVar("T")
 
 LIVE = 0
 BATCH = 1
+WAIT_WINDOW_S = 10.0
+"""Live decodes' waits for a slot are averaged over this much recent time."""
 
 
 @dataclass(order=True)
@@ -46,6 +49,7 @@ class _Job:
     audio_seconds: float = field(default=0.0, compare=False)
     window: Window | None = field(default=None, compare=False)
     """Set on a live window that may share its call; `fn` is then its model's transcribe."""
+    submitted: float = field(default_factory=time.monotonic, compare=False)
 
 
 class DecodeScheduler:
@@ -69,6 +73,8 @@ class DecodeScheduler:
         """Model calls that decoded several live windows at once."""
         self.packed_windows = 0
         """Live windows decoded in those calls."""
+        self._live_waits: deque[tuple[float, float]] = deque()
+        """(when, seconds it waited) per live decode given a slot, over the last WAIT_WINDOW_S."""
 
     @property
     def queue_depth(self) -> int:
@@ -77,6 +83,17 @@ class DecodeScheduler:
     @property
     def busy(self) -> int:
         return self._busy
+
+    def live_wait(self) -> float:
+        """How long live decodes wait for a slot now: the mean over the last WAIT_WINDOW_S of
+        those given one, or the oldest still queued if it has waited longer (0 when idle).
+        It grows once the live streams ask for more than the slots give."""
+        now = time.monotonic()
+        while self._live_waits and self._live_waits[0][0] < now - WAIT_WINDOW_S:
+            self._live_waits.popleft()
+        recent = sum(wait for _, wait in self._live_waits) / len(self._live_waits) if self._live_waits else 0.0
+        queued = [now - job.submitted for job in self._queue if job.priority == LIVE and not job.future.cancelled()]
+        return max(recent, *queued) if queued else recent
 
     async def run(
         self,
@@ -114,7 +131,10 @@ class DecodeScheduler:
             if job.future.cancelled():  # its stream went away while it waited
                 continue
             self._busy += 1
-            asyncio.ensure_future(self._execute([job, *self._companions(job)]))
+            jobs = [job, *self._companions(job)]
+            now = time.monotonic()
+            self._live_waits.extend((now, now - j.submitted) for j in jobs if j.priority == LIVE)
+            asyncio.ensure_future(self._execute(jobs))
 
     def _companions(self, lead: _Job) -> list[_Job]:
         """Take the queued windows that share the lead window's call off the queue."""

@@ -35,13 +35,20 @@ class LocalAgreement:
     def committed_end(self) -> float:
         return self.committed[-1].end if self.committed else 0.0
 
-    def update(self, hypothesis: list[Word], settled: Callable[[Word], bool] | None = None) -> list[Word]:
-        """Take a new hypothesis; return the words it newly commits: those it agrees on with
-        the previous one, up to the first that is not yet settled."""
+    def update(
+        self,
+        hypothesis: list[Word],
+        settled: Callable[[Word], bool] | None = None,
+        sure: Callable[[Word], bool] | None = None,
+    ) -> list[Word]:
+        """Take a new hypothesis; return the words it newly commits, in order up to the first
+        that is not yet settled: those it agrees on with the previous one, and those `sure`
+        accepts from this decode alone."""
         new = self.unseen(hypothesis)
         agreed: list[Word] = []
-        for previous, current in zip(self.tail, new):
-            if normalise(previous.text) != normalise(current.text) or (settled and not settled(current)):
+        for i, current in enumerate(new):
+            agrees = i < len(self.tail) and normalise(self.tail[i].text) == normalise(current.text)
+            if not (agrees or (sure and sure(current))) or (settled and not settled(current)):
                 break
             agreed.append(current)
         self.committed += agreed

@@ -65,6 +65,10 @@ class StreamOptions:
     uncertain_margin_s: float = 3.0
     """A word the decoder gives less than `min_commit_probability` needs this much audio after
     it before it is committed: more context often corrects it ("asked not" -> "ask not what")."""
+    sure_probability: float = 1.1
+    sure_margin_s: float = 1.0
+    """A word given at least this probability, with this much audio after it, is committed from
+    one decode, without waiting for the next to agree."""
     cut_context_s: float = 1.0
     """At a cut while the speaker goes on (a finalize mid-speech), each side's decode also hears
     this much audio from the other side and keeps only its own words (the cut utterance those
@@ -73,6 +77,10 @@ class StreamOptions:
     Americans"; "then leisure" as "then" + "it was easier"), and a word across the cut came out
     as two wrong ones ("intense" + "city"). The cut utterance's final waits for this much of
     what follows; the next utterance starts after the last word it kept."""
+    partial_decodes: bool = True
+    """Decode the open utterance while it lasts, for partials and early commits. Off (a recorder
+    that shows no partials), each utterance is decoded once, when it ends: its text comes then,
+    at a fraction of the cost."""
     prompt_chars: int = 200
     """Committed text (before the window) given to the decoder as context."""
     hallucination_no_speech_prob: float = 0.4
@@ -183,6 +191,8 @@ class LiveTranscriber:
         self._open: _Utterance | None = None
         self._closed: deque[_Utterance] = deque()
         self._worker: asyncio.Task | None = None
+        self._partial_in_flight = False
+        """The worker awaits a plain partial decode (not one at a pause)."""
         self._next_id = 0
         self._text = ""
         self._context = context
@@ -200,9 +210,12 @@ class LiveTranscriber:
 
     @property
     def backlog_seconds(self) -> float:
-        """Speech received but not yet decoded: how far decoding lags behind the audio."""
+        """Speech received but not yet decoded where a decode is due: how far decoding lags
+        behind the audio (without partial decodes, the open utterance waits for its end)."""
         closed = sum(len(u.audio) for u in self._closed) / SAMPLE_RATE
-        return closed + (self._open.undecoded_seconds() if self._open is not None else 0.0)
+        if self._open is None or not self.options.partial_decodes:
+            return closed
+        return closed + self._open.undecoded_seconds()
 
     def push(self, pcm: np.ndarray) -> None:
         """Take 16 kHz mono float32 audio; never blocks on decoding."""
@@ -258,6 +271,7 @@ class LiveTranscriber:
                 self.speech_seconds += len(event.samples) / SAMPLE_RATE
             elif isinstance(event, SpeechPause) and self._open is not None:
                 self._open.pause_samples = len(self._open.audio)
+                self._abandon_partial()
             elif isinstance(event, SpeechEnd) and self._open is not None:
                 self._close(event.time, event.trailing_silence, event.continued)
         self._kick()
@@ -272,6 +286,15 @@ class LiveTranscriber:
         if continued:  # its final waits for the lookahead, but no longer than it takes in real time
             asyncio.get_running_loop().call_later(self.options.cut_context_s, self._kick)
         self._kick()
+
+    def _abandon_partial(self) -> None:
+        """The speaker paused while a partial decodes: its result would come only to be
+        overtaken by the pause's final decode, which instead starts now, on another slot if one
+        is free (one stream alone: its final is out a whole decode sooner). The partial is
+        cancelled: still queued, it never runs; running, its words are dropped."""
+        if self._partial_in_flight and self._worker is not None and not self._worker.done():
+            self._worker.cancel()
+            self._worker, self._partial_in_flight = None, False
 
     def _kick(self) -> None:
         if self.failed or self._cancelled or (self._worker is not None and not self._worker.done()):
@@ -295,6 +318,8 @@ class LiveTranscriber:
         )
 
     def _partial_due(self, utterance: _Utterance) -> bool:
+        if not self.options.partial_decodes:
+            return False
         if utterance.early_final_due():
             return True
         if self._segmenter.trailing_silence * 1000 >= self.options.vad.pause_ms / 2:
@@ -309,7 +334,9 @@ class LiveTranscriber:
                     await self._final(self._closed[0])
                     self._closed.popleft()
                 elif not self._closed and self._open is not None and self._partial_due(self._open):
+                    self._partial_in_flight = not self._open.early_final_due()
                     await self._partial(self._open)
+                    self._partial_in_flight = False
                 else:
                     return
         except asyncio.CancelledError:
@@ -376,7 +403,9 @@ class LiveTranscriber:
         if early:
             utterance.early_final = _FinalDecode(audio_start, samples, words)
         window_end = utterance.audio_end
-        self._commit(utterance.agreement.update(words, lambda word: self._settled(word, window_end)))
+        self._commit(
+            utterance.agreement.update(words, lambda word: self._settled(word, window_end), lambda word: self._sure(word, window_end))
+        )
         self._bound_window(utterance)
         self._publish_tail(utterance.agreement.tail)
 
@@ -386,6 +415,10 @@ class LiveTranscriber:
         options = self.options
         sure = word.probability >= options.min_commit_probability
         return word.end <= window_end - (options.commit_margin_s if sure else options.uncertain_margin_s)
+
+    def _sure(self, word: Word, window_end: float) -> bool:
+        options = self.options
+        return word.probability >= options.sure_probability and word.end <= window_end - options.sure_margin_s
 
     def _publish_tail(self, tail: list[Word]) -> None:
         if tail:

@@ -37,12 +37,20 @@ async def respond_live(
     partials: bool,
     logprobs: bool = False,
     route: RouteRequest = RouteRequest(),
+    partial_decodes: bool = True,
     whole: bool = False,
 ) -> web.StreamResponse:
     """Transcribe `pcm` as it arrives and answer with SSE while it does (`whole`: it is a whole
     file, decoded as one)."""
     run = await start_live_run(
-        request.app, principal_of(request), pcm, language=language, prompt=prompt, route=route, whole=whole
+        request.app,
+        principal_of(request),
+        pcm,
+        language=language,
+        prompt=prompt,
+        route=route,
+        partial_decodes=partial_decodes,
+        whole=whole,
     )
     session = run.session
     count_tokens = run.service.model.count_tokens

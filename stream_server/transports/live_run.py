@@ -53,10 +53,11 @@ class LiveRun:
     feeding: asyncio.Task | None = None
 
 
-def stream_options(app: web.Application) -> StreamOptions:
+def stream_options(app: web.Application, partial_decodes: bool = True) -> StreamOptions:
     settings = app[SETTINGS]
     return StreamOptions(
         step_s=settings.stream_step_s,
+        partial_decodes=partial_decodes,
         uncertain_margin_s=settings.unsure_word_wait_s,
         vad=VadOptions(engine=settings.vad, aggressiveness=settings.vad_aggressiveness),
     )
@@ -70,14 +71,16 @@ async def start_live_run(
     language: str | None,
     prompt: str | None,
     route: RouteRequest = RouteRequest(),
+    partial_decodes: bool = True,
     whole: bool = False,
     paced: bool = False,
 ) -> LiveRun:
     """Choose a local backend, check the caller may stream, admit it (or raise StreamRefused:
     HTTP 429, WebSocket 1013), open a session, and start feeding it in the background. Every run
-    that this returns must end in end_live_run, which gives its admission back. `whole`: the
-    audio is a whole file, decoded as one from the start (engine/adaptive.py); `paced`: a queue
-    paces `pcm` and reports the audio's arrivals to the transcriber itself."""
+    that this returns must end in end_live_run, which gives its admission back.
+    `partial_decodes` off: a client that asked for no partials gets each utterance decoded once.
+    `whole`: the audio is a whole file, decoded as one from the start (engine/adaptive.py);
+    `paced`: a queue paces `pcm` and reports the audio's arrivals to the transcriber itself."""
     backend = live_backend(app, route)
     service = backend.service
     model = service.model
@@ -94,7 +97,7 @@ async def start_live_run(
             decoders.whole,
             decoders.file,
             session.publish,
-            stream_options(app),
+            stream_options(app, partial_decodes),
             prompt,
             observer=app[LATENCY],
             whole=whole,

@@ -55,6 +55,9 @@ class TranscriptionRequest:
     stream: bool
     partials: bool
     """Live extension events (partials, utterances, speech start/stop) on the SSE stream."""
+    partial_decodes: bool = True
+    """Decode while an utterance lasts; off when the client said `partials=false` (not when it
+    left it out, as OpenAI's clients do): each utterance is then decoded once, at its end."""
     route: RouteRequest = RouteRequest()
 
 
@@ -115,6 +118,7 @@ def parse_transcription_request(form: Form, served: list[str], default_model: st
         include_logprobs=bool(includes),
         stream=stream,
         partials=parse_bool(form.get("partials"), "partials"),
+        partial_decodes=parse_bool(form.get("partials"), "partials") or not form.get("partials"),
         route=parse_route(form),
     )
 
@@ -244,6 +248,7 @@ async def _respond_live(
         partials=params.partials,
         logprobs=params.include_logprobs,
         route=params.route,
+        partial_decodes=params.partial_decodes,
         whole=whole,
     )
 

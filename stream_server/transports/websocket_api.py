@@ -148,6 +148,7 @@ async def stream_audio(request: web.Request) -> web.StreamResponse:
             language=params.language,
             prompt=params.prompt,
             route=params.route,
+            partial_decodes=params.partials,
             paced=True,
         )
     except Overloaded as exc:  # a browser cannot read a refused handshake's status: say it in band

@@ -82,3 +82,22 @@ def test_without_the_estimate_only_the_caps_refuse():
     for _ in range(5):
         admission.admit(None)
     assert admission.estimate == 1 and admission.refused["capacity"] == 0
+
+
+def test_past_the_estimate_one_stream_a_second_comes_in_while_decodes_find_a_slot():
+    now, wait = [0.0], [0.0]
+    options = AdmissionOptions(slots=1, target_utilisation=1.0, default_cost=1.0, admit_interval_s=1.0, max_decode_wait_s=0.5)
+    admission = Admission(options, DecodeClock(), decode_wait=lambda: wait[0], clock=lambda: now[0])
+    assert admission.estimate == 1
+    admission.admit(None)
+    admission.admit(None)  # past the estimate: the decodes wait for nothing
+    with pytest.raises(StreamRefused):
+        admission.admit(None)  # not within the same second: its wait is not seen yet
+    now[0] += 1.0
+    admission.admit(None)
+    now[0] += 1.0
+    wait[0] = 0.8  # the streams in now wait for a slot
+    with pytest.raises(StreamRefused) as refused:
+        admission.admit(None)
+    assert refused.value.reason == "capacity" and admission.active == 3
+    assert admission.capacity == admission.estimate == 1

@@ -194,6 +194,43 @@ async def test_an_unsure_word_is_committed_only_with_more_audio_after_it():
     assert committed_by["quick"][0] < seconds
 
 
+class DisagreeingDecoder(FakeDecoder):
+    """Every partial spells every word differently, so no two partials ever agree."""
+
+    async def __call__(self, audio, prompt, *, final, deadline):
+        result = await super().__call__(audio, prompt, final=final, deadline=deadline)
+        if final:
+            return result
+        spelling = "abcdefghijklmnopqrstuvwxyz"[len(self.calls) % 26]
+        words = tuple(replace(w, text=f"{w.text}{spelling}") for w in result.segments[0].words)
+        return Transcription("en", result.duration, (replace(result.segments[0], words=words),))
+
+
+@pytest.mark.parametrize("sure_probability", [1.1, 0.8])
+async def test_a_sure_word_commits_from_one_decode(sure_probability):
+    decoder, committed_by_partial = DisagreeingDecoder(garble_last=False), []
+
+    def publish(event):
+        if isinstance(event, TextCommitted):
+            committed_by_partial.append(not decoder.calls[-1][2])
+
+    options = synthetic_options(step_s=0.3, sure_probability=sure_probability, sure_margin_s=0.5)
+    await feed(LiveTranscriber(decoder, publish, options), utterance_audio(2.5))
+    assert any(committed_by_partial) == (sure_probability < 0.9), "the fake's words all have probability 0.9"
+
+
+async def test_without_partial_decodes_each_utterance_is_decoded_once():
+    decoder, events = FakeDecoder(), []
+    rng = np.random.default_rng(5)
+    audio = np.concatenate([silence(0.5), voice(2.5, rng), silence(1.0), voice(1.2, rng), silence(1.0)])
+    await feed(LiveTranscriber(decoder, events.append, synthetic_options(step_s=0.3, partial_decodes=False)), audio)
+    utterances = [e for e in events if isinstance(e, UtteranceDone)]
+    assert len(utterances) >= 2 and [final for *_, final in decoder.calls] == [True] * len(utterances)
+    assert not any(isinstance(e, TextPartial) for e in events)
+    deltas = [e.delta for e in events if isinstance(e, TextCommitted)]
+    assert "".join(deltas) == next(e for e in events if isinstance(e, StreamDone)).text != ""
+
+
 class LoggingDecoder(FakeDecoder):
     """Writes each decode into the event log, to see when it ran."""
 
@@ -214,6 +251,31 @@ async def test_the_final_decode_starts_at_the_pause_and_is_not_repeated():
     done = next(e for e in log if isinstance(e, UtteranceDone))
     assert len(finals) == 1 and finals[0] < stopped, "decoded once, before the silence was confirmed"
     assert done.text.split() == SCRIPT[: int(2.5 / WORD_S)]
+
+
+class SlowPartialDecoder(LoggingDecoder):
+    """Partials take 0.4 s of wall time, finals none: like a partial over a long window."""
+
+    async def __call__(self, audio, prompt, *, final, deadline):
+        result = await super().__call__(audio, prompt, final=final, deadline=deadline)
+        if not final:
+            await asyncio.sleep(0.4)
+        self.log.append(("returned", len(audio) / SAMPLE_RATE, final))
+        return result
+
+
+async def test_a_pause_starts_the_final_decode_without_waiting_for_a_partial_in_flight():
+    log = []
+    await feed(LiveTranscriber(SlowPartialDecoder(log), log.append, synthetic_options(step_s=0.3)), utterance_audio(2.5))
+    calls = [e for e in log if isinstance(e, tuple)]
+    final_started = next(i for i, (kind, _, final) in enumerate(calls) if kind == "decode" and final)
+    partial_before = max(i for i, (kind, _, final) in enumerate(calls[:final_started]) if kind == "decode")
+    assert ("returned", *calls[partial_before][1:]) not in calls[partial_before:final_started], (
+        "the final waited for the partial decoding when the speaker paused"
+    )
+    done = next(e for e in log if isinstance(e, StreamDone))
+    deltas = "".join(e.delta for e in log if isinstance(e, TextCommitted))
+    assert deltas == done.text and done.text.split() == SCRIPT[: int(2.5 / WORD_S)]
 
 
 async def test_a_pause_inside_an_utterance_serves_as_a_partial():

@@ -27,7 +27,7 @@ async def test_the_backlog_grows_while_a_decode_is_busy_and_clears_after() -> No
     for start in range(0, len(speech), 1600):
         transcriber.push(speech[start : start + 1600])
         await asyncio.sleep(0)
-    assert decodes == 1  # the first partial started and is held at the gate
+    assert 1 <= decodes <= 2  # the first partial (and the decode of a pause that overtook it) held at the gate
     assert transcriber.backlog_seconds > 3.0  # everything after it waits
     gate.set()
     async with asyncio.timeout(30):

@@ -203,6 +203,30 @@ async def test_bad_controls_get_error_events_and_the_socket_stays_usable(client)
     assert {e["type"] for e in events} == {"transcript.text.delta", "transcript.utterance.done", "transcript.text.done"}
 
 
+async def test_without_partials_each_utterance_comes_whole_and_as_accurate(client) -> None:
+    """partials=false decodes each utterance once, at its end: one delta per utterance, its text."""
+    name, seconds = "en_dev_feed_16k.wav", 37.0  # its first four clips
+    pcm = speech(name)[: int(16000 * seconds)]
+    ws = await client.ws_connect("/v1/audio/stream?partials=false")
+    assert json.loads((await ws.receive()).data)["type"] == "session.created"
+    for chunk in frames(s16(pcm), 16000, 2, seconds=0.5):
+        await ws.send_bytes(chunk)
+        await asyncio.sleep(0.05)  # 10x real time: the stream stays live, not a burst
+    await ws.send_str(json.dumps({"type": "close"}))
+    events = await receive_all(ws)
+    kinds = [e["type"] for e in events if e["type"] != "transcript.text.done"]
+    utterances = [e for e in events if e["type"] == "transcript.utterance.done" and e["text"]]
+    assert len(utterances) >= 3
+    deltas = [e for e in events if e["type"] == "transcript.text.delta"]
+    assert len(deltas) == len(utterances), kinds
+    for delta, utterance in zip(deltas, utterances):
+        assert delta["delta"].strip() == utterance["text"]
+    rows = [line.split("\t") for line in audio_path(name.replace(".wav", ".segments.tsv")).read_text().splitlines()[1:]]
+    said = " ".join(reference(clip) for _, end, clip in rows if float(end) <= seconds)
+    heard = final_text(events)
+    assert sum(word_errors(said, heard)) <= 0.12 * len(said.split()), heard
+
+
 async def test_a_flood_of_bad_controls_closes_with_policy_violation(client) -> None:
     ws = await client.ws_connect("/v1/audio/stream")
     for _ in range(20):

@@ -1,0 +1,1 @@
+"""The client commands of `stream-server`: `transcribe` (files) and `listen` (live captions)."""
