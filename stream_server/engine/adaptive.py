@@ -78,20 +78,22 @@ class AdaptiveTranscriber:
         options: StreamOptions = StreamOptions(),
         prompt: str | None = None,
         observer: LatencyObserver | None = None,
+        slot_free: Callable[[], bool] = lambda: True,
         *,
         whole: bool = False,
         arrivals_pushed: bool = True,
         now: Callable[[], float] = time.monotonic,
     ):
-        """`whole`: the audio is a whole file, decoded as one at its end (unless it turns out
-        to arrive slowly: then it goes live, and later perhaps whole windows). `arrivals_pushed`:
+        """`observer` and `slot_free` are the live policy's. `whole`: the audio is a whole file,
+        decoded as one at its end (unless it turns out to arrive slowly: then it goes live, and
+        later perhaps whole windows). `arrivals_pushed`:
         pushes are the audio's arrivals; False when a queue between paces them and reports the
         arrivals itself through `arrived`."""
         self._live_decode, self._whole_decode, self._file_decode = live_decode, whole_decode, file_decode
         self._publish = publish
         self.options = options
         self._prompt = prompt
-        self._observer = observer
+        self._observer, self._slot_free = observer, slot_free
         self._arrivals_pushed = arrivals_pushed
         self._now = now
         self._rate = ArrivalRate(RATE_WINDOW_S, now)
@@ -236,7 +238,9 @@ class AdaptiveTranscriber:
         if whole:
             file_decode = self._file_decode if file else None
             return WholeWindowTranscriber(self._whole_decode, publish, self._prompt, self._text, file_decode)
-        return LiveTranscriber(self._live_decode, publish, self.options, self._prompt, self._observer, context=self._text)
+        return LiveTranscriber(
+            self._live_decode, publish, self.options, self._prompt, self._observer, self._slot_free, context=self._text
+        )
 
     def _publisher(self, offset: float, first_id: int) -> Callable[[Event], None]:
         def publish(event: Event) -> None:

@@ -178,9 +178,13 @@ class LiveTranscriber:
         options: StreamOptions = StreamOptions(),
         prompt: str | None = None,
         observer: LatencyObserver | None = None,
+        slot_free: Callable[[], bool] = lambda: True,
         context: str = "",
     ):
+        """`slot_free` says whether a decode asked for now would start at once (the scheduler
+        has an idle slot)."""
         self._decode = decode
+        self._slot_free = slot_free
         self._observer = observer
         self._arrivals: deque[tuple[float, float]] = deque(maxlen=ARRIVALS_KEPT)
         """(stream time at the end of a push, wall time it arrived), in order."""
@@ -288,11 +292,12 @@ class LiveTranscriber:
         self._kick()
 
     def _abandon_partial(self) -> None:
-        """The speaker paused while a partial decodes: its result would come only to be
-        overtaken by the pause's final decode, which instead starts now, on another slot if one
-        is free (one stream alone: its final is out a whole decode sooner). The partial is
-        cancelled: still queued, it never runs; running, its words are dropped."""
-        if self._partial_in_flight and self._worker is not None and not self._worker.done():
+        """The speaker paused while a partial decodes and a slot is free: the partial's result
+        would come only to be overtaken by the pause's final decode, which instead starts now
+        on that slot (one stream alone: its final is out a whole decode sooner), and the
+        partial is cancelled. Under load (no free slot) the partial stays: queued, it may share
+        a call with other streams' windows, which a final decode never does."""
+        if self._partial_in_flight and self._slot_free() and self._worker is not None and not self._worker.done():
             self._worker.cancel()
             self._worker, self._partial_in_flight = None, False
 

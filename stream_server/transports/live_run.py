@@ -100,6 +100,7 @@ async def start_live_run(
             stream_options(app, partial_decodes),
             prompt,
             observer=app[LATENCY],
+            slot_free=lambda: service.scheduler.busy < service.scheduler.slots,
             whole=whole,
             arrivals_pushed=not paced,
         )
