@@ -98,13 +98,17 @@ class TranscriptionService:
         that arrived faster than real time. Without a language, the first final or whole window detects it
         and the stream keeps it: detecting on every short window of a multilingual model
         guesses wrong often enough to ruin the transcript. Partials may be packed with other
-        streams' (the scheduler's packing); finals and whole windows are decoded alone."""
+        streams' (the scheduler's packing); finals and whole windows are decoded alone. Audio
+        that arrived faster than real time waits for no one: its decodes run at file priority,
+        in the capacity the real-time streams leave (a burst must not starve a paced stream)."""
         pinned = language or (None if model.is_multilingual else "en")
 
-        async def run(audio: np.ndarray, options: TranscribeOptions, deadline: float, *heard: Callable) -> Transcription:
+        async def run(
+            audio: np.ndarray, options: TranscribeOptions, deadline: float, *heard: Callable, priority: int = LIVE
+        ) -> Transcription:
             nonlocal pinned
             result = await self.scheduler.run(
-                model.transcribe, audio, options, *heard, priority=LIVE, deadline=deadline, audio_seconds=len(audio) / SAMPLE_RATE
+                model.transcribe, audio, options, *heard, priority=priority, deadline=deadline, audio_seconds=len(audio) / SAMPLE_RATE
             )
             pinned = pinned or result.language
             return result
@@ -116,7 +120,7 @@ class TranscriptionService:
             return await self.scheduler.run_window(model.transcribe, audio, options, deadline=deadline)
 
         async def whole(audio, prompt: str | None, *, final: bool, deadline: float) -> Transcription:
-            return await run(audio, whole_window_options(pinned, prompt), deadline)
+            return await run(audio, whole_window_options(pinned, prompt), deadline, priority=BATCH)
 
         async def file(audio, prompt: str | None, on_segment: Callable[[Segment], None], *, deadline: float) -> Transcription:
             loop, abandoned = asyncio.get_running_loop(), threading.Event()
@@ -127,7 +131,7 @@ class TranscriptionService:
                 loop.call_soon_threadsafe(on_segment, segment)
 
             try:
-                return await run(audio, whole_window_options(pinned, prompt), deadline, heard)
+                return await run(audio, whole_window_options(pinned, prompt), deadline, heard, priority=BATCH)
             except asyncio.CancelledError:
                 abandoned.set()
                 raise
