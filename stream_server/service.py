@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
 from stream_server.audio import SAMPLE_RATE
 from stream_server.audio.decode import decode_channels, decode_file
-from stream_server.decoder.results import Transcription
+from stream_server.decoder.results import Segment, Transcription
 from stream_server.decoder.whisper import SpeechModel, TranscribeOptions
 from stream_server.engine.packing import PackOptions
 from stream_server.engine.scheduler import BATCH, LIVE, DecodeScheduler
 from stream_server.engine.stream import WindowDecoder
+from stream_server.engine.whole_windows import FileDecoder
 from stream_server.errors import NotReady
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,25 @@ def window_options(language: str | None, prompt: str | None, *, seconds: float) 
     )
 
 
+def whole_window_options(language: str | None, prompt: str | None) -> TranscribeOptions:
+    """A window of audio that arrived faster than real time, decoded as a file's audio is
+    (beam 5, Whisper's hotter retries, its VAD filter), with word timestamps for the deltas."""
+    return TranscribeOptions(language=language, prompt=prompt, word_timestamps=True)
+
+
+class StreamDecoders(NamedTuple):
+    live: WindowDecoder
+    """Live windows: partials and utterance finals (engine/stream.py)."""
+    whole: WindowDecoder
+    """Whole windows of audio that arrived faster than real time (engine/whole_windows.py)."""
+    file: FileDecoder
+    """A whole file in one call, its segments handed over as they are decoded (ditto)."""
+
+
+class _Abandoned(Exception):
+    """The stream went away: its file is decoded no further."""
+
+
 class TranscriptionService:
     """Blocking work runs off the event loop: audio decoding on the executor, model calls
     through the decode scheduler, which orders them (live first) onto the same executor."""
@@ -69,27 +90,53 @@ class TranscriptionService:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def window_decoder(self, model: SpeechModel, language: str | None) -> WindowDecoder:
-        """What a live stream decodes its windows with. Without a language, the first final
-        decode detects it and the stream keeps it: detecting on every short window of a
-        multilingual model guesses wrong often enough to ruin the transcript. Partials may be
-        packed with other streams' (the scheduler's packing); a final is decoded alone."""
+        """What a live stream decodes its windows with (see stream_decoders)."""
+        return self.stream_decoders(model, language).live
+
+    def stream_decoders(self, model: SpeechModel, language: str | None) -> StreamDecoders:
+        """What a stream decodes with: live windows, and whole windows or a whole file of audio
+        that arrived faster than real time. Without a language, the first final or whole window detects it
+        and the stream keeps it: detecting on every short window of a multilingual model
+        guesses wrong often enough to ruin the transcript. Partials may be packed with other
+        streams' (the scheduler's packing); finals and whole windows are decoded alone. Audio
+        that arrived faster than real time waits for no one: its decodes run at file priority,
+        in the capacity the real-time streams leave (a burst must not starve a paced stream)."""
         pinned = language or (None if model.is_multilingual else "en")
 
-        async def decode(audio, prompt: str | None, *, final: bool, deadline: float) -> Transcription:
+        async def run(
+            audio: np.ndarray, options: TranscribeOptions, deadline: float, *heard: Callable, priority: int = LIVE
+        ) -> Transcription:
             nonlocal pinned
-            seconds = len(audio) / SAMPLE_RATE
-            options = window_options(pinned, prompt, seconds=seconds)
-            if final:
-                result = await self.scheduler.run(
-                    model.transcribe, audio, options, priority=LIVE, deadline=deadline, audio_seconds=seconds
-                )
-            else:
-                result = await self.scheduler.run_window(model.transcribe, audio, options, deadline=deadline)
-            if pinned is None and final:
-                pinned = result.language
+            result = await self.scheduler.run(
+                model.transcribe, audio, options, *heard, priority=priority, deadline=deadline, audio_seconds=len(audio) / SAMPLE_RATE
+            )
+            pinned = pinned or result.language
             return result
 
-        return decode
+        async def live(audio, prompt: str | None, *, final: bool, deadline: float) -> Transcription:
+            options = window_options(pinned, prompt, seconds=len(audio) / SAMPLE_RATE)
+            if final:
+                return await run(audio, options, deadline)
+            return await self.scheduler.run_window(model.transcribe, audio, options, deadline=deadline)
+
+        async def whole(audio, prompt: str | None, *, final: bool, deadline: float) -> Transcription:
+            return await run(audio, whole_window_options(pinned, prompt), deadline, priority=BATCH)
+
+        async def file(audio, prompt: str | None, on_segment: Callable[[Segment], None], *, deadline: float) -> Transcription:
+            loop, abandoned = asyncio.get_running_loop(), threading.Event()
+
+            def heard(segment: Segment) -> None:  # on the decoding thread
+                if abandoned.is_set():
+                    raise _Abandoned()
+                loop.call_soon_threadsafe(on_segment, segment)
+
+            try:
+                return await run(audio, whole_window_options(pinned, prompt), deadline, heard, priority=BATCH)
+            except asyncio.CancelledError:
+                abandoned.set()
+                raise
+
+        return StreamDecoders(live, whole, file)
 
     async def load(self, factory: Callable[[], SpeechModel]) -> None:
         try:

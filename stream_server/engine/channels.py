@@ -73,6 +73,10 @@ class MultiChannelTranscriber:
     def channel_texts(self) -> tuple[ChannelText, ...]:
         return tuple(ChannelText(c, t.text) for c, t in zip(self.channels, self._channels))
 
+    def arrived(self, seconds: float) -> None:
+        """A call is decoded live whatever the rate its audio arrives at (engine/adaptive.py
+        measures that rate for a mono stream)."""
+
     def push(self, pcm: np.ndarray) -> None:
         """A (channels, samples) array; a 1-D array is one channel."""
         rows = pcm.reshape(1, -1) if pcm.ndim == 1 else pcm

@@ -175,6 +175,7 @@ class LiveTranscriber:
         prompt: str | None = None,
         observer: LatencyObserver | None = None,
         slot_free: Callable[[], bool] = lambda: True,
+        context: str = "",
     ):
         """`slot_free` says whether a decode asked for now would start at once (the scheduler
         has an idle slot)."""
@@ -194,8 +195,9 @@ class LiveTranscriber:
         """The worker awaits a plain partial decode (not one at a pause)."""
         self._next_id = 0
         self._text = ""
-        self._context = ""
-        """Committed text that is no longer inside any window: the decoder's prompt."""
+        self._context = context
+        """Committed text that is no longer inside any window: the decoder's prompt (at first,
+        the text a stream committed before this transcriber took it over)."""
         self.received_seconds = 0.0
         self.speech_seconds = 0.0
         self.prompt_tokens = 0
@@ -234,9 +236,7 @@ class LiveTranscriber:
     async def finish(self) -> None:
         """End of audio: close the last utterance, wait for every decode, publish StreamDone."""
         self._segment(self._segmenter.flush())
-        while self.decoding:
-            await asyncio.shield(self._worker)
-            self._kick()
+        await self.drain()
         if not self.failed:
             self._publish(
                 StreamDone(
@@ -246,6 +246,13 @@ class LiveTranscriber:
                     prompt_tokens=self.prompt_tokens,
                 )
             )
+
+    async def drain(self) -> None:
+        """Wait until every decode that is due has run: called between utterances, the closed
+        ones' finals. The audio the segmenter holds that no utterance took is left undecoded."""
+        while self.decoding:
+            await asyncio.shield(self._worker)
+            self._kick()
 
     async def cancel(self) -> None:
         """The client went away: stop decoding for it."""

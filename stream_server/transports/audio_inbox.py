@@ -31,14 +31,16 @@ class AudioInbox:
         self._ended = False
         self._arrived = asyncio.Event()
         self._backlog: Callable[[], float] = lambda: 0.0
+        self._report_arrival: Callable[[float], None] = lambda seconds: None
 
     @property
     def queued_seconds(self) -> float:
         return self._queued_samples / SAMPLE_RATE
 
-    def pace_by(self, backlog: Callable[[], float]) -> None:
-        """Hold audio back while `backlog()` (the decoder's undecoded seconds) is large."""
-        self._backlog = backlog
+    def pace_by(self, backlog: Callable[[], float], arrived: Callable[[float], None] = lambda seconds: None) -> None:
+        """Hold audio back while `backlog()` (the decoder's undecoded seconds) is large, and
+        tell `arrived` the seconds of each piece put in: the pace the client sends at."""
+        self._backlog, self._report_arrival = backlog, arrived
 
     def put(self, pcm: np.ndarray) -> None:
         """Queue 16 kHz audio (mono, or one row per channel); Overloaded when more than
@@ -54,6 +56,7 @@ class AudioInbox:
             )
         self._chunks.append(pcm)
         self._queued_samples += samples
+        self._report_arrival(samples / SAMPLE_RATE)
         self._arrived.set()
 
     def then(self, action: Callable[[], None]) -> None:

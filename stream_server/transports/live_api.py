@@ -40,8 +40,10 @@ async def respond_live(
     channels: ChannelRequest = ChannelRequest(),
     channel_count: int = 0,
     partial_decodes: bool = True,
+    whole: bool = False,
 ) -> web.StreamResponse:
-    """Transcribe `pcm` as it arrives and answer with SSE while it does."""
+    """Transcribe `pcm` as it arrives and answer with SSE while it does (`whole`: it is a whole
+    file, decoded as one)."""
     run = await start_live_run(
         request.app,
         principal_of(request),
@@ -52,6 +54,7 @@ async def respond_live(
         channels=channels,
         channel_count=channel_count,
         partial_decodes=partial_decodes,
+        whole=whole,
     )
     session = run.session
     count_tokens = run.service.model.count_tokens

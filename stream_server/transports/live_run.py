@@ -14,6 +14,7 @@ import numpy as np
 from aiohttp import web
 
 from stream_server.audio import SAMPLE_RATE
+from stream_server.engine.adaptive import AdaptiveTranscriber
 from stream_server.engine.admission import Ticket
 from stream_server.engine.channels import MultiChannelTranscriber
 from stream_server.engine.sessions import LiveSession
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class LiveRun:
     session: LiveSession
-    transcriber: LiveTranscriber | MultiChannelTranscriber
+    transcriber: AdaptiveTranscriber | MultiChannelTranscriber
     principal: Principal
     ticket: Ticket
     """Its place under admission control; given back by end_live_run."""
@@ -84,17 +85,22 @@ async def start_live_run(
     channel_count: int = 0,
     details: dict[str, str] | None = None,
     partial_decodes: bool = True,
+    whole: bool = False,
+    paced: bool = False,
 ) -> LiveRun:
     """Choose a local backend, check the caller may stream, admit it (or raise StreamRefused:
     HTTP 429, WebSocket 1013), open a session, and start feeding it in the background. Every run
     that this returns must end in end_live_run, which gives its admission back.
 
     `partial_decodes` off: a client that asked for no partials gets each utterance decoded once.
+    `whole`: the audio is a whole file, decoded as one from the start (engine/adaptive.py);
+    `paced`: a queue paces `pcm` and reports the audio's arrivals to the transcriber itself.
 
     With `channels.multichannel`, `pcm` yields (channels, samples) arrays and each channel gets
-    its own transcriber (`channel_count` of them made up front, if known). A call is admitted as
-    one stream: its measured cost is the decode time of all its channels per second of the call,
-    and since people take turns that is about one continuous stream's."""
+    its own live transcriber (`channel_count` of them made up front, if known), whatever the
+    audio's rate: a call is decoded live. A call is admitted as one stream: its measured cost is
+    the decode time of all its channels per second of the call, and since people take turns that
+    is about one continuous stream's."""
     backend = live_backend(app, route)
     service = backend.service
     model = service.model
@@ -108,20 +114,32 @@ async def start_live_run(
         session = app[SESSIONS].create(
             model.name, language, owner=principal.key_id, provider=backend.name, channel_labels=labels, details=details
         )
-        decode = service.window_decoder(model, language)
+        options = stream_options(app, partial_decodes)
 
-        def transcriber_for(publish: Callable[[Event], None]) -> LiveTranscriber:
-            return LiveTranscriber(
-                decode,
-                publish,
-                stream_options(app, partial_decodes),
+        def slot_free() -> bool:
+            return service.scheduler.busy < service.scheduler.slots
+
+        transcriber: AdaptiveTranscriber | MultiChannelTranscriber
+        if labels is None:
+            decoders = service.stream_decoders(model, language)
+            transcriber = AdaptiveTranscriber(
+                decoders.live,
+                decoders.whole,
+                decoders.file,
+                session.publish,
+                options,
                 prompt,
                 observer=app[LATENCY],
-                slot_free=lambda: service.scheduler.busy < service.scheduler.slots,
+                slot_free=slot_free,
+                whole=whole,
+                arrivals_pushed=not paced,
             )
+        else:
+            decode = service.window_decoder(model, language)
 
-        transcriber: LiveTranscriber | MultiChannelTranscriber = transcriber_for(session.publish)
-        if labels is not None:
+            def transcriber_for(publish: Callable[[Event], None]) -> LiveTranscriber:
+                return LiveTranscriber(decode, publish, options, prompt, observer=app[LATENCY], slot_free=slot_free)
+
             transcriber = MultiChannelTranscriber(transcriber_for, session.publish, labels, channel_count)
     except BaseException:
         ticket.release()

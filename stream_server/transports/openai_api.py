@@ -186,7 +186,7 @@ async def _transcribe_multipart(request: web.Request) -> web.StreamResponse:
         params = parse_transcription_request(form, served_model_names(request))
         chunks = part_chunks(file_part, settings.idle_timeout_s)
         pcm = container_pcm(chunks, form.filename, settings.max_upload_bytes, params.channels.multichannel)
-        return await _respond_live(request, params, pcm)
+        return await _respond_live(request, params, pcm, whole=_declares_whole_file(request))
     check_declared_length(request, settings.max_upload_bytes)  # a live upload has no length limit
     form = await read_rest(reader, form, file_part, settings.max_upload_bytes)
     return await _transcribe_form(request, form)
@@ -202,7 +202,8 @@ async def _transcribe_form(request: web.Request, form: Form) -> web.StreamRespon
     audio = await audio_from_form(request, form)
     if params.stream:
         limit, split = request.app[SETTINGS].max_upload_bytes, params.channels.multichannel
-        return await _respond_live(request, params, container_pcm(_once(audio.data), audio.filename, limit, split))
+        pcm = container_pcm(_once(audio.data), audio.filename, limit, split)
+        return await _respond_live(request, params, pcm, whole=True)
     return await _respond_file(request, params, audio.data, audio.filename)
 
 
@@ -232,11 +233,17 @@ async def _transcribe_raw_body(request: web.Request) -> web.StreamResponse:
         return await _respond_file(request, params, wav_bytes(audio), None)
     split = params.channels.multichannel
     pcm = raw_pcm(chunks, raw, split) if raw else container_pcm(chunks, None, settings.max_upload_bytes, split)
-    return await _respond_live(request, params, pcm, raw.channels if raw else 0)
+    return await _respond_live(request, params, pcm, raw.channels if raw else 0, whole=_declares_whole_file(request))
+
+
+def _declares_whole_file(request: web.Request) -> bool:
+    """A body with a Content-Length is a file the client holds whole (the openai SDK's upload,
+    `curl -T file`); a live source sends chunked (`curl -T -`)."""
+    return request.content_length is not None
 
 
 async def _respond_live(
-    request: web.Request, params: TranscriptionRequest, pcm, channel_count: int = 0
+    request: web.Request, params: TranscriptionRequest, pcm, channel_count: int = 0, *, whole: bool
 ) -> web.StreamResponse:
     if params.response_format not in ("json", "text"):
         raise InvalidRequest("stream=true needs response_format json or text", param="response_format")
@@ -251,6 +258,7 @@ async def _respond_live(
         channels=params.channels,
         channel_count=channel_count,
         partial_decodes=params.partial_decodes,
+        whole=whole,
     )
 
 

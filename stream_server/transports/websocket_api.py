@@ -154,6 +154,7 @@ async def stream_audio(request: web.Request) -> web.StreamResponse:
             channels=params.channels,
             channel_count=params.audio.channels,
             partial_decodes=params.partials,
+            paced=True,
         )
     except Overloaded as exc:  # a browser cannot read a refused handshake's status: say it in band
         await ws.prepare(request)
@@ -161,7 +162,7 @@ async def stream_audio(request: web.Request) -> web.StreamResponse:
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=(exc.code or "overloaded").encode())
         return ws
     # a call counts only its decoding channels' backlog: a channel waiting for the audio that ends a pause gets it
-    inbox.pace_by(lambda: run.transcriber.backlog_seconds)
+    inbox.pace_by(lambda: run.transcriber.backlog_seconds, arrived=run.transcriber.arrived)
     try:
         await ws.prepare(request)
         request.app[WEBSOCKETS].add(ws)
