@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import logging
 import re
 import time
 from collections import deque
@@ -24,6 +23,7 @@ import numpy as np
 from stream_server.audio import SAMPLE_RATE
 from stream_server.decoder.results import Segment, Transcription, Word
 from stream_server.engine.stability import LocalAgreement, normalise, words_after
+from stream_server.engine.worker import DecodeWorker
 from stream_server.events import (
     Event,
     SpeechStarted,
@@ -35,8 +35,6 @@ from stream_server.events import (
     UtteranceDone,
 )
 from stream_server.vad.segmenter import SpeechAudio, SpeechEnd, SpeechPause, SpeechSegmenter, SpeechStart, VadOptions
-
-log = logging.getLogger(__name__)
 
 ARRIVALS_KEPT = 8192
 """Pushes remembered for latency measurement (over 13 minutes of 100 ms chunks)."""
@@ -190,7 +188,7 @@ class LiveTranscriber:
         self._segmenter = SpeechSegmenter(options.vad)
         self._open: _Utterance | None = None
         self._closed: deque[_Utterance] = deque()
-        self._worker: asyncio.Task | None = None
+        self._worker = DecodeWorker(self._decode_next, self._decode_due, self._decoding_failed)
         self._partial_in_flight = False
         """The worker awaits a plain partial decode (not one at a pause)."""
         self._next_id = 0
@@ -201,8 +199,6 @@ class LiveTranscriber:
         self.received_seconds = 0.0
         self.speech_seconds = 0.0
         self.prompt_tokens = 0
-        self.failed = False
-        self._cancelled = False
 
     @property
     def text(self) -> str:
@@ -220,7 +216,11 @@ class LiveTranscriber:
     @property
     def decoding(self) -> bool:
         """A decode is under way (so the backlog will shrink without more audio)."""
-        return self._worker is not None and not self._worker.done()
+        return self._worker.busy
+
+    @property
+    def failed(self) -> bool:
+        return self._worker.failed
 
     def push(self, pcm: np.ndarray) -> None:
         """Take 16 kHz mono float32 audio; never blocks on decoding."""
@@ -250,19 +250,11 @@ class LiveTranscriber:
     async def drain(self) -> None:
         """Wait until every decode that is due has run: called between utterances, the closed
         ones' finals. The audio the segmenter holds that no utterance took is left undecoded."""
-        while self.decoding:
-            await asyncio.shield(self._worker)
-            self._kick()
+        await self._worker.drain()
 
     async def cancel(self) -> None:
         """The client went away: stop decoding for it."""
-        self._cancelled = True
-        if self._worker is not None:
-            self._worker.cancel()
-            try:
-                await self._worker
-            except (asyncio.CancelledError, Exception):
-                pass
+        await self._worker.cancel()
 
     def _segment(self, events: list) -> None:
         for event in events:
@@ -299,14 +291,14 @@ class LiveTranscriber:
         partial is cancelled. Under load (no free slot) the partial stays: queued, it may share
         a call with other streams' windows, which a final decode never does."""
         if self._partial_in_flight and self._slot_free() and self.decoding:
-            self._worker.cancel()
-            self._worker, self._partial_in_flight = None, False
+            self._worker.interrupt()
+            self._partial_in_flight = False
 
     def _kick(self) -> None:
-        if self.failed or self._cancelled or self.decoding:
-            return
-        if self._final_due() or (not self._closed and self._open is not None and self._partial_due(self._open)):
-            self._worker = asyncio.ensure_future(self._work())
+        self._worker.kick()
+
+    def _decode_due(self) -> bool:
+        return self._final_due() or (not self._closed and self._open is not None and self._partial_due(self._open))
 
     def _final_due(self) -> bool:
         """The oldest closed utterance can be decoded: if it was cut mid-speech, once the
@@ -333,24 +325,18 @@ class LiveTranscriber:
         needed = self.options.step_s if utterance.decoded_samples else self.options.min_first_decode_s
         return utterance.undecoded_seconds() >= needed
 
-    async def _work(self) -> None:
-        try:
-            while True:
-                if self._final_due():
-                    await self._final(self._closed[0])
-                    self._closed.popleft()
-                elif not self._closed and self._open is not None and self._partial_due(self._open):
-                    self._partial_in_flight = not self._open.early_final_due()
-                    await self._partial(self._open)
-                    self._partial_in_flight = False
-                else:
-                    return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("decoding failed")
-            self.failed = True
-            self._publish(StreamFailed(message=f"decoding failed: {exc}", code="decode_failed", error_type="server_error"))
+    async def _decode_next(self) -> None:
+        """The oldest closed utterance's final, else a partial of the open one."""
+        if self._final_due():
+            await self._final(self._closed[0])
+            self._closed.popleft()
+        else:
+            self._partial_in_flight = not self._open.early_final_due()
+            await self._partial(self._open)
+            self._partial_in_flight = False
+
+    def _decoding_failed(self, exc: Exception) -> None:
+        self._publish(StreamFailed(message=f"decoding failed: {exc}", code="decode_failed", error_type="server_error"))
 
     async def _run_decode(self, utterance: _Utterance, final: bool, lookahead: np.ndarray | None = None) -> list[Word]:
         audio = utterance.audio

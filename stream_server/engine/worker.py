@@ -18,16 +18,28 @@ class DecodeWorker:
         self._cancelled = False
         self.failed = False
 
+    @property
+    def busy(self) -> bool:
+        """A decode is under way."""
+        return self._task is not None and not self._task.done()
+
     def kick(self) -> None:
         """Start decoding if work is due and nothing decodes now."""
-        if self.failed or self._cancelled or (self._task is not None and not self._task.done()):
+        if self.failed or self._cancelled or self.busy:
             return
         if self._due():
             self._task = asyncio.ensure_future(self._run())
 
+    def interrupt(self) -> None:
+        """Stop the decode under way (its result is no longer wanted); the next kick decodes
+        whatever is due then."""
+        if self.busy:
+            self._task.cancel()
+            self._task = None
+
     async def drain(self) -> None:
         """Wait until no work is due."""
-        while self._task is not None and not self._task.done():
+        while self.busy:
             await asyncio.shield(self._task)
             self.kick()
 
