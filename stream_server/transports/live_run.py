@@ -62,13 +62,18 @@ class LiveRun:
         return transcriber.received_seconds
 
 
-def stream_options(app: web.Application, partial_decodes: bool = True) -> StreamOptions:
+def stream_options(
+    app: web.Application, partial_decodes: bool = True, adjust_vad: Callable[[VadOptions], VadOptions] | None = None
+) -> StreamOptions:
+    """The settings' stream options; `adjust_vad` changes the VAD's for one stream (a
+    compatible protocol's end-of-speech silence)."""
     settings = app[SETTINGS]
+    vad = VadOptions(engine=settings.vad, aggressiveness=settings.vad_aggressiveness)
     return StreamOptions(
         step_s=settings.stream_step_s,
         partial_decodes=partial_decodes,
         uncertain_margin_s=settings.unsure_word_wait_s,
-        vad=VadOptions(engine=settings.vad, aggressiveness=settings.vad_aggressiveness),
+        vad=adjust_vad(vad) if adjust_vad is not None else vad,
     )
 
 
@@ -84,12 +89,14 @@ async def start_live_run(
     channel_count: int = 0,
     details: dict[str, str] | None = None,
     partial_decodes: bool = True,
+    adjust_vad: Callable[[VadOptions], VadOptions] | None = None,
 ) -> LiveRun:
     """Choose a local backend, check the caller may stream, admit it (or raise StreamRefused:
     HTTP 429, WebSocket 1013), open a session, and start feeding it in the background. Every run
     that this returns must end in end_live_run, which gives its admission back.
 
     `partial_decodes` off: a client that asked for no partials gets each utterance decoded once.
+    `adjust_vad` sets the stream's own VAD options (see stream_options).
 
     With `channels.multichannel`, `pcm` yields (channels, samples) arrays and each channel gets
     its own transcriber (`channel_count` of them made up front, if known). A call is admitted as
@@ -114,7 +121,7 @@ async def start_live_run(
             return LiveTranscriber(
                 decode,
                 publish,
-                stream_options(app, partial_decodes),
+                stream_options(app, partial_decodes, adjust_vad),
                 prompt,
                 observer=app[LATENCY],
                 slot_free=lambda: service.scheduler.busy < service.scheduler.slots,
