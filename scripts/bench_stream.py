@@ -3,7 +3,7 @@
     python scripts/bench_stream.py --audio ../shared/audio/en_dev_feed_16k.wav --model tiny.en
 
 Starts `stream-server serve` in its own process (or uses --url), streams the file as raw s16le
-with `stream=true&partials=true`, and reports: latency from a word's end in the audio to its
+with `stream=true&partials=true` (or, `--protocol deepgram`, over Deepgram's /v1/listen), and reports: latency from a word's end in the audio to its
 first appearance (in a partial) and to its commit; from an utterance's last word to its final
 event; streaming WER vs faster-whisper run offline on the same file; server CPU seconds per
 audio second.
@@ -110,6 +110,55 @@ async def replay(url: str, audio: np.ndarray, *, speed: float = 1.0, api_key: st
     return result
 
 
+async def replay_deepgram(url: str, audio: np.ndarray, *, speed: float = 1.0, api_key: str | None = None) -> StreamResult:
+    """The same replay and measures over Deepgram's live WebSocket (/v1/listen, interim results
+    on): interim Results are the partials, final Results the commits (timed like the native
+    deltas: their words spread evenly over the span), a speech_final Results an utterance's final."""
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    chunk = int(CHUNK_S * SAMPLE_RATE) * 2
+    result, partials, finals = StreamResult(), [], []
+    headers = {"Authorization": f"Token {api_key}"} if api_key else {}
+    query = "model=nova-3&encoding=linear16&sample_rate=16000&interim_results=true&punctuate=true"
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"{url}/v1/listen?{query}", headers=headers, max_msg_size=0) as ws:
+            t0 = time.monotonic()
+
+            async def send() -> float:
+                for i, offset in enumerate(range(0, len(pcm), chunk)):
+                    await ws.send_bytes(pcm[offset : offset + chunk])
+                    await asyncio.sleep(max(0.0, t0 + (i + 1) * CHUNK_S / speed - time.monotonic()))
+                await ws.send_str(json.dumps({"type": "CloseStream"}))
+                return time.monotonic()
+
+            sender = asyncio.ensure_future(send())
+            async for message in ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
+                event, now = json.loads(message.data), (time.monotonic() - t0) * speed
+                if event["type"] == "Error":
+                    result.error = event["description"]
+                if event["type"] != "Results":
+                    continue
+                words = event["channel"]["alternatives"][0]["words"]
+                if not event["is_final"]:
+                    partials += [(now, w["start"], w["end"]) for w in words]
+                    continue
+                if words:
+                    finals.append(event["channel"]["alternatives"][0]["transcript"])
+                    span = {"delta": " ".join(w["punctuated_word"] for w in words), "start": words[0]["start"], "end": words[-1]["end"]}
+                    for word_end, word_start in _word_spans(span):
+                        result.committed.append(now - word_end)
+                        seen = [t for t, s, e in partials if s <= word_start + 0.1 and e >= word_end - 0.1]
+                        result.first_seen.append(min(seen + [now]) - word_end)
+                if event["speech_final"]:
+                    result.utterance_done.append(now - (event["start"] + event["duration"]))
+                    if words:
+                        result.finals.append(now - words[-1]["end"])
+            result.lag_at_end = time.monotonic() - await sender
+    result.text = " ".join(finals)
+    return result
+
+
 def _word_spans(delta: dict) -> list[tuple[float, float]]:
     """(end, start) of each word of a delta, spread evenly when the wire gives only the span."""
     words = delta["delta"].split()
@@ -198,6 +247,9 @@ async def main() -> None:
     parser.add_argument("--speed", type=float, default=1.0, help="pace, x real time")
     parser.add_argument("--server-arg", action="append", default=[], help="extra flag for stream-server serve")
     parser.add_argument("--transcript", type=Path, help="write the streamed transcript here")
+    parser.add_argument(
+        "--protocol", choices=("native", "deepgram"), default="native", help="SSE upload, or Deepgram's /v1/listen WebSocket"
+    )
     args = parser.parse_args()
 
     audio = decode_file(args.audio.read_bytes())
@@ -208,7 +260,7 @@ async def main() -> None:
     if server:
         await server.ready()
         cpu_before = server.cpu_seconds()
-    result = await replay(url, audio, speed=args.speed)
+    result = await (replay_deepgram if args.protocol == "deepgram" else replay)(url, audio, speed=args.speed)
     if server:
         cpu = server.cpu_seconds() - cpu_before
         rss = server.rss_mb()
@@ -219,7 +271,7 @@ async def main() -> None:
         args.transcript.write_text(result.text + "\n")
     offline = offline_text(args.audio, args.model, data_dir)
     duration = len(audio) / SAMPLE_RATE
-    print(f"model {args.model}, {args.audio.name} ({duration:.1f} s) at {args.speed:g}x real time, {os.cpu_count()} cores")
+    print(f"model {args.model}, {args.audio.name} ({duration:.1f} s) at {args.speed:g}x real time over {args.protocol}, {os.cpu_count()} cores")
     print(f"partial (first seen) latency p50 {percentile(result.first_seen, 50):.2f} s  p95 {percentile(result.first_seen, 95):.2f} s")
     print(
         f"commit latency           p50 {percentile(result.committed, 50):.2f} s  p95 {percentile(result.committed, 95):.2f} s"
