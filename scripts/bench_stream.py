@@ -85,28 +85,62 @@ async def replay(url: str, audio: np.ndarray, *, speed: float = 1.0, api_key: st
                 return result
             async for raw in response.content:
                 line = raw.decode().strip()
-                if not line.startswith("data: {"):
-                    continue
-                event = json.loads(line[6:])
-                now = audio_now()
-                kind = event.get("type")
-                if kind == "transcript.text.partial":
-                    partials.append((now, event["start"], event["end"]))
-                elif kind == "transcript.text.delta" and "end" in event:
-                    for word_end, word_start in _word_spans(event):
-                        result.committed.append(now - word_end)
-                        seen = [t for t, s, e in partials if s <= word_start + 0.1 and e >= word_end - 0.1]
-                        result.first_seen.append(min(seen + [now]) - word_end)
-                elif kind == "transcript.utterance.done":
-                    result.utterance_done.append(now - event["end"])
-                    result.lengths.append(event["end"] - event["start"])
-                    if event["words"]:
-                        result.finals.append(now - event["words"][-1]["end"])
-                elif kind == "transcript.text.done":
-                    result.text = event["text"]
-                    result.lag_at_end = time.monotonic() - clock.get("sent", time.monotonic())
-                elif kind == "error":
-                    result.error = event["error"]["message"]
+                if line.startswith("data: {"):
+                    _observe(json.loads(line[6:]), audio_now(), result, partials, clock)
+    return result
+
+
+def _observe(event: dict, now: float, result: StreamResult, partials: list, clock: dict[str, float]) -> None:
+    """One native event (SSE or WebSocket), seen at `now` on the audio clock."""
+    kind = event.get("type")
+    if kind == "transcript.text.partial":
+        partials.append((now, event["start"], event["end"]))
+    elif kind == "transcript.text.delta" and "end" in event:
+        _committed(event, now, result, partials)
+    elif kind == "transcript.utterance.done":
+        result.utterance_done.append(now - event["end"])
+        result.lengths.append(event["end"] - event["start"])
+        if event["words"]:
+            result.finals.append(now - event["words"][-1]["end"])
+    elif kind == "transcript.text.done":
+        result.text = event["text"]
+        result.lag_at_end = time.monotonic() - clock.get("sent", time.monotonic())
+    elif kind == "error":
+        result.error = event["error"]["message"]
+
+
+def _committed(delta: dict, now: float, result: StreamResult, partials: list) -> None:
+    """Commit latency and first-seen latency of a delta's words."""
+    for word_end, word_start in _word_spans(delta):
+        result.committed.append(now - word_end)
+        seen = [t for t, s, e in partials if s <= word_start + 0.1 and e >= word_end - 0.1]
+        result.first_seen.append(min(seen + [now]) - word_end)
+
+
+async def _send_paced(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, speed: float, clock: dict[str, float], close: dict) -> None:
+    """Audio in CHUNK_S messages at `speed` x real time, then the `close` control."""
+    chunk = int(CHUNK_S * SAMPLE_RATE) * 2
+    clock["t0"] = time.monotonic()
+    for i, offset in enumerate(range(0, len(pcm), chunk)):
+        await ws.send_bytes(pcm[offset : offset + chunk])
+        await asyncio.sleep(max(0.0, clock["t0"] + (i + 1) * CHUNK_S / speed - time.monotonic()))
+    await ws.send_str(json.dumps(close))
+    clock["sent"] = time.monotonic()
+
+
+async def replay_websocket(url: str, audio: np.ndarray, *, speed: float = 1.0, api_key: str | None = None) -> StreamResult:
+    """The replay over the native WebSocket (/v1/audio/stream), paced by its inbox as /v1/listen is."""
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    result, partials, clock = StreamResult(), [], {"t0": time.monotonic()}
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"{url}/v1/audio/stream?encoding=pcm_s16le&sample_rate=16000", headers=headers) as ws:
+            sender = asyncio.ensure_future(_send_paced(ws, pcm, speed, clock, {"type": "close"}))
+            async for message in ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
+                _observe(json.loads(message.data), (time.monotonic() - clock["t0"]) * speed, result, partials, clock)
+            await sender
     return result
 
 
@@ -115,26 +149,16 @@ async def replay_deepgram(url: str, audio: np.ndarray, *, speed: float = 1.0, ap
     on): interim Results are the partials, final Results the commits (timed like the native
     deltas: their words spread evenly over the span), a speech_final Results an utterance's final."""
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
-    chunk = int(CHUNK_S * SAMPLE_RATE) * 2
-    result, partials, finals = StreamResult(), [], []
+    result, partials, finals, clock = StreamResult(), [], [], {"t0": time.monotonic()}
     headers = {"Authorization": f"Token {api_key}"} if api_key else {}
     query = "model=nova-3&encoding=linear16&sample_rate=16000&interim_results=true&punctuate=true"
     async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(f"{url}/v1/listen?{query}", headers=headers, max_msg_size=0) as ws:
-            t0 = time.monotonic()
-
-            async def send() -> float:
-                for i, offset in enumerate(range(0, len(pcm), chunk)):
-                    await ws.send_bytes(pcm[offset : offset + chunk])
-                    await asyncio.sleep(max(0.0, t0 + (i + 1) * CHUNK_S / speed - time.monotonic()))
-                await ws.send_str(json.dumps({"type": "CloseStream"}))
-                return time.monotonic()
-
-            sender = asyncio.ensure_future(send())
+        async with session.ws_connect(f"{url}/v1/listen?{query}", headers=headers) as ws:
+            sender = asyncio.ensure_future(_send_paced(ws, pcm, speed, clock, {"type": "CloseStream"}))
             async for message in ws:
                 if message.type != aiohttp.WSMsgType.TEXT:
                     break
-                event, now = json.loads(message.data), (time.monotonic() - t0) * speed
+                event, now = json.loads(message.data), (time.monotonic() - clock["t0"]) * speed
                 if event["type"] == "Error":
                     result.error = event["description"]
                 if event["type"] != "Results":
@@ -145,18 +169,19 @@ async def replay_deepgram(url: str, audio: np.ndarray, *, speed: float = 1.0, ap
                     continue
                 if words:
                     finals.append(event["channel"]["alternatives"][0]["transcript"])
-                    span = {"delta": " ".join(w["punctuated_word"] for w in words), "start": words[0]["start"], "end": words[-1]["end"]}
-                    for word_end, word_start in _word_spans(span):
-                        result.committed.append(now - word_end)
-                        seen = [t for t, s, e in partials if s <= word_start + 0.1 and e >= word_end - 0.1]
-                        result.first_seen.append(min(seen + [now]) - word_end)
+                    text = " ".join(w["punctuated_word"] for w in words)
+                    _committed({"delta": text, "start": words[0]["start"], "end": words[-1]["end"]}, now, result, partials)
                 if event["speech_final"]:
                     result.utterance_done.append(now - (event["start"] + event["duration"]))
                     if words:
                         result.finals.append(now - words[-1]["end"])
-            result.lag_at_end = time.monotonic() - await sender
+            await sender
+            result.lag_at_end = time.monotonic() - clock["sent"]
     result.text = " ".join(finals)
     return result
+
+
+REPLAYS = {"native": replay, "websocket": replay_websocket, "deepgram": replay_deepgram}
 
 
 def _word_spans(delta: dict) -> list[tuple[float, float]]:
@@ -248,7 +273,10 @@ async def main() -> None:
     parser.add_argument("--server-arg", action="append", default=[], help="extra flag for stream-server serve")
     parser.add_argument("--transcript", type=Path, help="write the streamed transcript here")
     parser.add_argument(
-        "--protocol", choices=("native", "deepgram"), default="native", help="SSE upload, or Deepgram's /v1/listen WebSocket"
+        "--protocol",
+        choices=REPLAYS,
+        default="native",
+        help="native: the SSE upload; websocket: /v1/audio/stream; deepgram: /v1/listen",
     )
     args = parser.parse_args()
 
@@ -260,7 +288,7 @@ async def main() -> None:
     if server:
         await server.ready()
         cpu_before = server.cpu_seconds()
-    result = await (replay_deepgram if args.protocol == "deepgram" else replay)(url, audio, speed=args.speed)
+    result = await REPLAYS[args.protocol](url, audio, speed=args.speed)
     if server:
         cpu = server.cpu_seconds() - cpu_before
         rss = server.rss_mb()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import time
 import uuid
@@ -45,6 +44,7 @@ from stream_server.transports.websocket_api import (
     MAX_MESSAGE_BYTES,
     WEBSOCKETS,
     SerialSocket,
+    control_type,
 )
 
 log = logging.getLogger(__name__)
@@ -108,14 +108,14 @@ async def listen_live(request: web.Request) -> web.StreamResponse:
             prompt=None,
             channels=params.channels,
             channel_count=params.audio.channels,
-            details={"protocol": "deepgram", "model": params.model},
+            details={"protocol": "deepgram", "requested_model": params.model},
             partial_decodes=params.interim_results,
             adjust_vad=params.adjust_vad,
         )
     except ServiceError as exc:
         return error_response(exc, str(uuid.uuid4()))
-    stream = _LiveStream(request, ws, params, run, inbox)
     try:
+        stream = _LiveStream(request, ws, params, run, inbox)
         ws.headers.update({"dg-request-id": stream.request, SESSION_HEADER: run.session.id})
         await ws.prepare(request)
         request.app[WEBSOCKETS].add(ws)
@@ -126,7 +126,9 @@ async def listen_live(request: web.Request) -> web.StreamResponse:
 
 
 class _LiveStream:
-    def __init__(self, request: web.Request, ws: web.WebSocketResponse, params: ListenParams, run: LiveRun, inbox: AudioInbox):
+    def __init__(
+        self, request: web.Request, ws: web.WebSocketResponse, params: ListenParams, run: LiveRun, inbox: AudioInbox
+    ):
         self.socket, self.params, self.run, self.inbox = SerialSocket(ws), params, run, inbox
         self.request = messages.request_id(run.session.id)
         self.model = messages.ModelInfo(run.service.model.name)
@@ -169,7 +171,7 @@ class _LiveStream:
                     self._audio(message.data)
                     continue
                 try:
-                    kind = _control(message.data)
+                    kind = control_type(message.data, CONTROLS)
                 except InvalidRequest as exc:
                     bad += 1
                     if bad > MAX_BAD_CONTROLS:
@@ -186,7 +188,8 @@ class _LiveStream:
                 self._fail(exc)
             except Exception:
                 log.exception("Deepgram stream %s failed", session.id)
-                session.publish(StreamFailed(message="internal server error", code="internal_error", error_type="server_error"))
+                failure = StreamFailed(message="internal server error", code="internal_error", error_type="server_error")
+                session.publish(failure)
 
     def _audio(self, data: bytes) -> None:
         if not data:  # Deepgram's old way to close a stream: an empty binary message
@@ -212,7 +215,8 @@ class _LiveStream:
         self.inbox.end()
 
     def _fail(self, error: ServiceError) -> None:
-        self.run.session.publish(StreamFailed(message=error.message, code=error.code or "invalid_request", error_type=error.error_type))
+        failure = StreamFailed(message=error.message, code=error.code or "invalid_request", error_type=error.error_type)
+        self.run.session.publish(failure)
 
     async def _send_events(self) -> None:
         """Forward the session's events as Deepgram messages; at its end, the last ones and the close."""
@@ -225,16 +229,13 @@ class _LiveStream:
         follower = asyncio.ensure_future(follow())
         try:
             while True:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    batch = [await asyncio.wait_for(queue.get(), CHECK_S)]
-                    while not queue.empty():
-                        batch.append(queue.get_nowait())
-                    for body in self.results.translate(batch):
-                        await self.socket.send(body)
-                    end = next((e for e in batch if isinstance(e, (StreamDone, StreamFailed))), None)
-                    if end is not None:
-                        await self._end(end)
-                        return
+                batch = await _batch(queue, CHECK_S)
+                for body in self.results.translate(batch):
+                    await self.socket.send(body)
+                end = next((e for e in batch if isinstance(e, (StreamDone, StreamFailed))), None)
+                if end is not None:
+                    await self._end(end)
+                    return
                 for body in self.results.utterance_ends(self.run.transcriber.received_seconds):
                     await self.socket.send(body)
         finally:
@@ -253,24 +254,22 @@ class _LiveStream:
         if self.idle:
             await self.socket.close(WSCloseCode.INTERNAL_ERROR, IDLE_REASON)
             return
-        session = self.run.session
-        duration = self.run.transcriber.received_seconds
-        await self.socket.send(
-            messages.metadata(self.request, self.sha256.hexdigest(), session.created_at, duration, self.channels, self.model)
-        )
+        created, duration = self.run.session.created_at, self.run.transcriber.received_seconds
+        sha256 = self.sha256.hexdigest()
+        await self.socket.send(messages.metadata(self.request, sha256, created, duration, self.channels, self.model))
         await self.socket.close(WSCloseCode.OK, "")
 
 
-def _control(text: str) -> str:
-    """The type a text message names; InvalidRequest for anything else."""
+async def _batch(queue: asyncio.Queue[Event], wait_s: float) -> list[Event]:
+    """The events there are once one arrives (none after `wait_s`): those published together
+    (an utterance's last commit and its end) come in one batch."""
     try:
-        control = json.loads(text or "")
-    except ValueError:
-        raise InvalidRequest("a text message must be a JSON object with a 'type'", code="invalid_message") from None
-    kind = control.get("type") if isinstance(control, dict) else None
-    if kind not in CONTROLS:
-        raise InvalidRequest(f"unknown message type {kind!r}; use one of {', '.join(sorted(CONTROLS))}", code="unknown_type")
-    return kind
+        batch = [await asyncio.wait_for(queue.get(), wait_s)]
+    except asyncio.TimeoutError:
+        return []
+    while not queue.empty():
+        batch.append(queue.get_nowait())
+    return batch
 
 
 @routes.post(DEEPGRAM_PATH)

@@ -111,7 +111,9 @@ def _created(created_at: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def metadata_fields(request: str, sha256: str, created_at: float, duration: float, channels: int, model: ModelInfo) -> dict:
+def metadata_fields(
+    request: str, sha256: str, created_at: float, duration: float, channels: int, model: ModelInfo
+) -> dict:
     """What the live `Metadata` message and the pre-recorded response's `metadata` share."""
     return {
         "transaction_key": "deprecated",

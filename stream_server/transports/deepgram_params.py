@@ -74,7 +74,7 @@ def parse_listen_params(request: web.Request, *, live: bool) -> ListenParams:
         endpointing=(query.get("endpointing") or "").lower() != "false",
         utterance_end_ms=_positive_int(query, "utterance_end_ms"),
         vad_events=parse_bool(query.get("vad_events"), "vad_events"),
-        punctuate=parse_bool(query.get("punctuate"), "punctuate") or parse_bool(query.get("smart_format"), "smart_format"),
+        punctuate=any(parse_bool(query.get(name), name) for name in ("punctuate", "smart_format")),
     )
 
 
@@ -84,7 +84,7 @@ def _model(request: web.Request) -> str:
     if model in served or model in DEEPGRAM_USE_CASES or DEEPGRAM_MODEL.match(model):
         return model
     raise InvalidRequest(
-        f"model '{model}' is not served here; use a Deepgram model name (nova-3, nova-2, ...) or one of {', '.join(served)}",
+        f"model '{model}' is not served here; use a Deepgram name (nova-3, nova-2, ...) or one of {', '.join(served)}",
         param="model",
         code="model_not_found",
     )

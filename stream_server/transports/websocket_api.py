@@ -218,7 +218,7 @@ async def _receive(socket: SerialSocket, run: LiveRun, inbox: AudioInbox, decode
                 warned = inbox.queued_seconds > (warn_at / 2 if warned else warn_at)
                 continue
             try:
-                kind = _control(message.data)
+                kind = control_type(message.data)
             except InvalidRequest as exc:
                 bad_controls += 1
                 if bad_controls > MAX_BAD_CONTROLS:
@@ -243,16 +243,17 @@ async def _receive(socket: SerialSocket, run: LiveRun, inbox: AudioInbox, decode
 CONTROLS = frozenset({"finalize", "close", "keepalive"})
 
 
-def _control(text: str) -> str:
-    """The control a text message names; InvalidRequest for anything else."""
+def control_type(text: str, controls: frozenset[str] = CONTROLS) -> str:
+    """The control a JSON text message names (its `type`), one of `controls`; InvalidRequest
+    for anything else."""
     try:
         control = json.loads(text or "")
     except ValueError:
         raise InvalidRequest("a text message must be a JSON control object", code="invalid_message") from None
     kind = control.get("type") if isinstance(control, dict) else None
-    if kind not in CONTROLS:
+    if kind not in controls:
         raise InvalidRequest(
-            f"unknown control {kind!r}; use one of {', '.join(sorted(CONTROLS))}", param="type", code="unknown_control"
+            f"unknown control {kind!r}; use one of {', '.join(sorted(controls))}", param="type", code="unknown_control"
         )
     return kind
 

@@ -191,10 +191,18 @@ async def test_a_wrong_key_is_refused_and_the_right_one_then_streams_by_the_toke
 
 async def test_finalize_answers_with_a_from_finalize_result_and_the_stream_goes_on(client):
     ws = await client.ws_connect(LIVE, headers=AUTH)
+    bearer = {"Authorization": "Bearer k1"}
+    (live,) = (await (await client.get("/v1/audio/sessions", headers=bearer)).json())["data"]
+    assert live["status"] == "live" and live["protocol"] == "deepgram" and live["requested_model"] == "nova-3"
+    feed = asyncio.ensure_future(client.get(f"/v1/audio/sessions/{live['id']}/events", headers=bearer))
     received = await converse(ws, jfk(), midway=[{"type": "Finalize"}], at=0.6)
     finalized = [m for m in received if m["type"] == "Results" and m["from_finalize"]]
     assert finalized and all(m["is_final"] and not m["speech_final"] for m in finalized)
     assert received[-1]["type"] == "Metadata" and wer(reference(JFK), final_text(received)) <= 0.3, final_text(received)
+    # an observer followed the same session on its event feed
+    lines = [line[6:] for line in (await (await feed).text()).splitlines() if line.startswith("data: {")]
+    done = json.loads(lines[-1])
+    assert done["type"] == "transcript.text.done" and wer(done["text"], final_text(received)) == 0.0
 
 
 @pytest.fixture
