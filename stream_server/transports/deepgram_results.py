@@ -6,8 +6,9 @@
   stream's `endpointing`) ended it; one cut by `Finalize` is `from_finalize: true` instead, and
   one cut mid-speech (an utterance at its longest) or by the end of the stream is neither;
 - a speech start is `SpeechStarted` (not the restart after a mid-speech cut);
-- `UtteranceEnd` once `utterance_end_ms` of audio has passed the last word heard and nothing
-  of the channel is left to decode.
+- `UtteranceEnd` at a gap of `utterance_end_ms` after the last word heard: before the next
+  word that comes after such a gap, or once that much audio has passed with no speech started
+  that could still fill it.
 
 The commit that closes an utterance and its end are published together, so a batch (the events
 available at once) is translated as a whole: they become one final `Results`.
@@ -26,6 +27,8 @@ from stream_server.transports.deepgram_params import ListenParams
 
 @dataclass
 class _Utterance:
+    start: float
+    """Where the VAD heard its speech start: none of its words is earlier."""
     stopped_seq: int | None = None
     """Seq of the SpeechStopped that closed it."""
     continued: bool = False
@@ -77,19 +80,29 @@ class DeepgramResults:
         return out
 
     def utterance_ends(self, audio_seconds: float, ended: bool = False) -> list[dict]:
-        """The UtteranceEnd messages due with `audio_seconds` of audio pushed (all of them at
-        the stream's end: nothing more can be said)."""
-        gap_ms = self.params.utterance_end_ms
-        if gap_ms is None:
-            return []
+        """The UtteranceEnd messages due with `audio_seconds` of audio pushed: the gap has passed
+        and no utterance that started within it is still to be decoded (all of them at the
+        stream's end: nothing more can be said)."""
         out = []
         for channel in self._channels.values():
-            if not channel.words_since_end or channel.last_word_end is None:
+            horizon = self._horizon(channel)
+            if horizon is None:
                 continue
-            if ended or (not channel.open and audio_seconds - channel.last_word_end >= gap_ms / 1000):
-                out.append(messages.utterance_end(self._index(channel), channel.last_word_end))
-                channel.words_since_end = False
+            within = any(u.start < horizon for u in channel.open.values())
+            if ended or (audio_seconds >= horizon and not within):
+                out += self._utterance_end(channel)
         return out
+
+    def _horizon(self, channel: _Channel) -> float | None:
+        """Where the gap after the channel's last word ends, if an UtteranceEnd may be due."""
+        gap_ms = self.params.utterance_end_ms
+        if gap_ms is None or not channel.words_since_end or channel.last_word_end is None:
+            return None
+        return channel.last_word_end + gap_ms / 1000
+
+    def _utterance_end(self, channel: _Channel) -> list[dict]:
+        channel.words_since_end = False
+        return [messages.utterance_end(self._index(channel), channel.last_word_end or 0.0)]
 
     def _channel(self, index: int | None) -> _Channel:
         index = index or 0
@@ -106,7 +119,7 @@ class DeepgramResults:
             restart = isinstance(last, SpeechStopped) and abs(last.time - event.time) < 1e-6
             if restart and channel.started - 1 in channel.open:
                 channel.open[channel.started - 1].continued = True
-            channel.open[channel.started] = _Utterance()
+            channel.open[channel.started] = _Utterance(event.time)
             channel.started += 1
             if self.params.vad_events and not restart:
                 return [messages.speech_started(self._index(channel), event.time)]
@@ -118,14 +131,14 @@ class DeepgramResults:
         elif isinstance(event, TextPartial):
             out = self._flush(channel)
             if self.params.interim_results and event.words:
-                out.append(self._results(channel, list(event.words), max(channel.cursor, event.end), is_final=False))
+                out += self._results(channel, list(event.words), max(channel.cursor, event.end), is_final=False)
             return out
         elif isinstance(event, UtteranceDone):
-            return [self._utterance_done(channel, event)]
+            return self._utterance_done(channel, event)
         return []
 
-    def _utterance_done(self, channel: _Channel, event: UtteranceDone) -> dict:
-        utterance = channel.open.pop(event.utterance_id, _Utterance())
+    def _utterance_done(self, channel: _Channel, event: UtteranceDone) -> list[dict]:
+        utterance = channel.open.pop(event.utterance_id, _Utterance(event.start))
         seq = utterance.stopped_seq
         from_finalize = seq in self._finalize_seqs
         by_silence = seq is not None and (self._closing_seq is None or seq < self._closing_seq)
@@ -139,18 +152,23 @@ class DeepgramResults:
         if not channel.pending:
             return []
         words, channel.pending = channel.pending, []
-        return [self._final(channel, words, max(channel.cursor, words[-1].end))]
+        return self._final(channel, words, max(channel.cursor, words[-1].end))
 
-    def _final(self, channel: _Channel, words: list[Word], end: float, **flags: bool) -> dict:
-        body = self._results(channel, words, end, is_final=True, **flags)
+    def _final(self, channel: _Channel, words: list[Word], end: float, **flags: bool) -> list[dict]:
+        out = self._results(channel, words, end, is_final=True, **flags)
         channel.cursor = end
-        return body
+        return out
 
-    def _results(self, channel: _Channel, words: list[Word], end: float, **flags: bool) -> dict:
+    def _results(self, channel: _Channel, words: list[Word], end: float, **flags: bool) -> list[dict]:
+        """A Results message; an UtteranceEnd before it if its words come after the gap."""
+        out = []
         if words:
+            horizon = self._horizon(channel)
+            if horizon is not None and words[0].start >= horizon:
+                out = self._utterance_end(channel)
             channel.last_word_end = max(channel.last_word_end or 0.0, words[-1].end)
             channel.words_since_end = True
-        return messages.results(
+        body = messages.results(
             words,
             channel=self._index(channel),
             start=channel.cursor,
@@ -160,3 +178,4 @@ class DeepgramResults:
             model=self._model,
             **flags,
         )
+        return [*out, body]

@@ -128,3 +128,20 @@ def test_endpointing_sets_the_silence_that_ends_an_utterance():
     short = ListenParams(model="nova-3", language=None, audio=None, endpointing_ms=10).adjust_vad(vad)
     assert short.hangover_ms == 100 and short.pause_ms == 100 and short.min_hangover_ms == 100
     assert ListenParams(model="nova-3", language=None, audio=None).adjust_vad(vad) == vad
+
+
+def test_utterance_end_comes_before_words_after_the_gap_even_when_decoding_lags():
+    """The next utterance started before the last one's final came (decoding behind the
+    audio): the gap between them is still reported, before the new words."""
+    dg, numbered = translator(utterance_end_ms=1000), Numbered()
+    later = words(("Again.", 3.5, 3.9))
+    dg.translate(numbered(SpeechStarted(time=0.3), SpeechStopped(time=1.9), SpeechStarted(time=3.2)))
+    done = UtteranceDone(utterance_id=0, text="Hello there.", start=0.3, end=1.9, words=HELLO)
+    dg.translate(numbered(TextCommitted(delta="Hello there.", start=0.5, end=1.4, words=HELLO), done))
+    (end,) = dg.utterance_ends(3.6)  # the open utterance started after the gap: it cannot fill it
+    assert end["last_word_end"] == 1.4
+    dg.translate(numbered(TextPartial(text="Again.", start=3.5, end=3.9, words=later), SpeechStopped(time=4.5)))
+    # words after a gap that no timer saw (the utterance before is not done): the UtteranceEnd
+    # is sent just before them
+    more = TextPartial(text="More.", start=6.0, end=6.4, words=words(("More.", 6.0, 6.4)))
+    assert [m["type"] for m in dg.translate(numbered(SpeechStarted(time=5.8), more))] == ["UtteranceEnd", "Results"]
