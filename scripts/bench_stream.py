@@ -128,19 +128,27 @@ async def _send_paced(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, speed: fl
     clock["sent"] = time.monotonic()
 
 
-async def replay_websocket(url: str, audio: np.ndarray, *, speed: float = 1.0, api_key: str | None = None) -> StreamResult:
-    """The replay over the native WebSocket (/v1/audio/stream), paced by its inbox as /v1/listen is."""
+async def _over_websocket(url: str, audio: np.ndarray, speed: float, headers: dict, close: dict, observe, clock: dict) -> None:
+    """Stream `audio` over a WebSocket while `observe(message, audio_now)` reads each JSON
+    message, until the server closes; `clock` gets `t0` and `sent`."""
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
-    result, partials, clock = StreamResult(), [], {"t0": time.monotonic()}
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    clock["t0"] = time.monotonic()
     async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(f"{url}/v1/audio/stream?encoding=pcm_s16le&sample_rate=16000", headers=headers) as ws:
-            sender = asyncio.ensure_future(_send_paced(ws, pcm, speed, clock, {"type": "close"}))
+        async with session.ws_connect(url, headers=headers) as ws:
+            sender = asyncio.ensure_future(_send_paced(ws, pcm, speed, clock, close))
             async for message in ws:
                 if message.type != aiohttp.WSMsgType.TEXT:
                     break
-                _observe(json.loads(message.data), (time.monotonic() - clock["t0"]) * speed, result, partials, clock)
+                observe(json.loads(message.data), (time.monotonic() - clock["t0"]) * speed)
             await sender
+
+
+async def replay_websocket(url: str, audio: np.ndarray, *, speed: float = 1.0, api_key: str | None = None) -> StreamResult:
+    """The replay over the native WebSocket (/v1/audio/stream), paced by its inbox as /v1/listen is."""
+    result, partials, clock = StreamResult(), [], {}
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    stream = f"{url}/v1/audio/stream?encoding=pcm_s16le&sample_rate=16000"
+    await _over_websocket(stream, audio, speed, headers, {"type": "close"}, lambda e, now: _observe(e, now, result, partials, clock), clock)
     return result
 
 
@@ -148,35 +156,30 @@ async def replay_deepgram(url: str, audio: np.ndarray, *, speed: float = 1.0, ap
     """The same replay and measures over Deepgram's live WebSocket (/v1/listen, interim results
     on): interim Results are the partials, final Results the commits (timed like the native
     deltas: their words spread evenly over the span), a speech_final Results an utterance's final."""
-    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
-    result, partials, finals, clock = StreamResult(), [], [], {"t0": time.monotonic()}
+    result, partials, finals, clock = StreamResult(), [], [], {}
     headers = {"Authorization": f"Token {api_key}"} if api_key else {}
     query = "model=nova-3&encoding=linear16&sample_rate=16000&interim_results=true&punctuate=true"
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(f"{url}/v1/listen?{query}", headers=headers) as ws:
-            sender = asyncio.ensure_future(_send_paced(ws, pcm, speed, clock, {"type": "CloseStream"}))
-            async for message in ws:
-                if message.type != aiohttp.WSMsgType.TEXT:
-                    break
-                event, now = json.loads(message.data), (time.monotonic() - clock["t0"]) * speed
-                if event["type"] == "Error":
-                    result.error = event["description"]
-                if event["type"] != "Results":
-                    continue
-                words = event["channel"]["alternatives"][0]["words"]
-                if not event["is_final"]:
-                    partials += [(now, w["start"], w["end"]) for w in words]
-                    continue
-                if words:
-                    finals.append(event["channel"]["alternatives"][0]["transcript"])
-                    text = " ".join(w["punctuated_word"] for w in words)
-                    _committed({"delta": text, "start": words[0]["start"], "end": words[-1]["end"]}, now, result, partials)
-                if event["speech_final"]:
-                    result.utterance_done.append(now - (event["start"] + event["duration"]))
-                    if words:
-                        result.finals.append(now - words[-1]["end"])
-            await sender
-            result.lag_at_end = time.monotonic() - clock["sent"]
+
+    def observe(event: dict, now: float) -> None:
+        if event["type"] == "Error":
+            result.error = event["description"]
+        if event["type"] != "Results":
+            return
+        words = event["channel"]["alternatives"][0]["words"]
+        if not event["is_final"]:
+            partials.extend((now, w["start"], w["end"]) for w in words)
+            return
+        if words:
+            finals.append(event["channel"]["alternatives"][0]["transcript"])
+            text = " ".join(w["punctuated_word"] for w in words)
+            _committed({"delta": text, "start": words[0]["start"], "end": words[-1]["end"]}, now, result, partials)
+        if event["speech_final"]:
+            result.utterance_done.append(now - (event["start"] + event["duration"]))
+            if words:
+                result.finals.append(now - words[-1]["end"])
+
+    await _over_websocket(f"{url}/v1/listen?{query}", audio, speed, headers, {"type": "CloseStream"}, observe, clock)
+    result.lag_at_end = time.monotonic() - clock["sent"]
     result.text = " ".join(finals)
     return result
 
