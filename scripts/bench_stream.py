@@ -3,7 +3,7 @@
     python scripts/bench_stream.py --audio ../shared/audio/en_dev_feed_16k.wav --model tiny.en
 
 Starts `stream-server serve` in its own process (or uses --url), streams the file as raw s16le
-with `stream=true&partials=true`, and reports: latency from a word's end in the audio to its
+with `stream=true&partials=true` (or, `--protocol deepgram`, over Deepgram's /v1/listen), and reports: latency from a word's end in the audio to its
 first appearance (in a partial) and to its commit; from an utterance's last word to its final
 event; streaming WER vs faster-whisper run offline on the same file; server CPU seconds per
 audio second.
@@ -85,29 +85,106 @@ async def replay(url: str, audio: np.ndarray, *, speed: float = 1.0, api_key: st
                 return result
             async for raw in response.content:
                 line = raw.decode().strip()
-                if not line.startswith("data: {"):
-                    continue
-                event = json.loads(line[6:])
-                now = audio_now()
-                kind = event.get("type")
-                if kind == "transcript.text.partial":
-                    partials.append((now, event["start"], event["end"]))
-                elif kind == "transcript.text.delta" and "end" in event:
-                    for word_end, word_start in _word_spans(event):
-                        result.committed.append(now - word_end)
-                        seen = [t for t, s, e in partials if s <= word_start + 0.1 and e >= word_end - 0.1]
-                        result.first_seen.append(min(seen + [now]) - word_end)
-                elif kind == "transcript.utterance.done":
-                    result.utterance_done.append(now - event["end"])
-                    result.lengths.append(event["end"] - event["start"])
-                    if event["words"]:
-                        result.finals.append(now - event["words"][-1]["end"])
-                elif kind == "transcript.text.done":
-                    result.text = event["text"]
-                    result.lag_at_end = time.monotonic() - clock.get("sent", time.monotonic())
-                elif kind == "error":
-                    result.error = event["error"]["message"]
+                if line.startswith("data: {"):
+                    _observe(json.loads(line[6:]), audio_now(), result, partials, clock)
     return result
+
+
+def _observe(event: dict, now: float, result: StreamResult, partials: list, clock: dict[str, float]) -> None:
+    """One native event (SSE or WebSocket), seen at `now` on the audio clock."""
+    kind = event.get("type")
+    if kind == "transcript.text.partial":
+        partials.append((now, event["start"], event["end"]))
+    elif kind == "transcript.text.delta" and "end" in event:
+        _committed(event, now, result, partials)
+    elif kind == "transcript.utterance.done":
+        result.utterance_done.append(now - event["end"])
+        result.lengths.append(event["end"] - event["start"])
+        if event["words"]:
+            result.finals.append(now - event["words"][-1]["end"])
+    elif kind == "transcript.text.done":
+        result.text = event["text"]
+        result.lag_at_end = time.monotonic() - clock.get("sent", time.monotonic())
+    elif kind == "error":
+        result.error = event["error"]["message"]
+
+
+def _committed(delta: dict, now: float, result: StreamResult, partials: list) -> None:
+    """Commit latency and first-seen latency of a delta's words."""
+    for word_end, word_start in _word_spans(delta):
+        result.committed.append(now - word_end)
+        seen = [t for t, s, e in partials if s <= word_start + 0.1 and e >= word_end - 0.1]
+        result.first_seen.append(min(seen + [now]) - word_end)
+
+
+async def _send_paced(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, speed: float, clock: dict[str, float], close: dict) -> None:
+    """Audio in CHUNK_S messages at `speed` x real time, then the `close` control."""
+    chunk = int(CHUNK_S * SAMPLE_RATE) * 2
+    clock["t0"] = time.monotonic()
+    for i, offset in enumerate(range(0, len(pcm), chunk)):
+        await ws.send_bytes(pcm[offset : offset + chunk])
+        await asyncio.sleep(max(0.0, clock["t0"] + (i + 1) * CHUNK_S / speed - time.monotonic()))
+    await ws.send_str(json.dumps(close))
+    clock["sent"] = time.monotonic()
+
+
+async def _over_websocket(url: str, audio: np.ndarray, speed: float, headers: dict, close: dict, observe, clock: dict) -> None:
+    """Stream `audio` over a WebSocket while `observe(message, audio_now)` reads each JSON
+    message, until the server closes; `clock` gets `t0` and `sent`."""
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    clock["t0"] = time.monotonic()
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url, headers=headers) as ws:
+            sender = asyncio.ensure_future(_send_paced(ws, pcm, speed, clock, close))
+            async for message in ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
+                observe(json.loads(message.data), (time.monotonic() - clock["t0"]) * speed)
+            await sender
+
+
+async def replay_websocket(url: str, audio: np.ndarray, *, speed: float = 1.0, api_key: str | None = None) -> StreamResult:
+    """The replay over the native WebSocket (/v1/audio/stream), paced by its inbox as /v1/listen is."""
+    result, partials, clock = StreamResult(), [], {}
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    stream = f"{url}/v1/audio/stream?encoding=pcm_s16le&sample_rate=16000"
+    await _over_websocket(stream, audio, speed, headers, {"type": "close"}, lambda e, now: _observe(e, now, result, partials, clock), clock)
+    return result
+
+
+async def replay_deepgram(url: str, audio: np.ndarray, *, speed: float = 1.0, api_key: str | None = None) -> StreamResult:
+    """The same replay and measures over Deepgram's live WebSocket (/v1/listen, interim results
+    on): interim Results are the partials, final Results the commits (timed like the native
+    deltas: their words spread evenly over the span), a speech_final Results an utterance's final."""
+    result, partials, finals, clock = StreamResult(), [], [], {}
+    headers = {"Authorization": f"Token {api_key}"} if api_key else {}
+    query = "model=nova-3&encoding=linear16&sample_rate=16000&interim_results=true&punctuate=true"
+
+    def observe(event: dict, now: float) -> None:
+        if event["type"] == "Error":
+            result.error = event["description"]
+        if event["type"] != "Results":
+            return
+        words = event["channel"]["alternatives"][0]["words"]
+        if not event["is_final"]:
+            partials.extend((now, w["start"], w["end"]) for w in words)
+            return
+        if words:
+            finals.append(event["channel"]["alternatives"][0]["transcript"])
+            text = " ".join(w["punctuated_word"] for w in words)
+            _committed({"delta": text, "start": words[0]["start"], "end": words[-1]["end"]}, now, result, partials)
+        if event["speech_final"]:
+            result.utterance_done.append(now - (event["start"] + event["duration"]))
+            if words:
+                result.finals.append(now - words[-1]["end"])
+
+    await _over_websocket(f"{url}/v1/listen?{query}", audio, speed, headers, {"type": "CloseStream"}, observe, clock)
+    result.lag_at_end = time.monotonic() - clock["sent"]
+    result.text = " ".join(finals)
+    return result
+
+
+REPLAYS = {"native": replay, "websocket": replay_websocket, "deepgram": replay_deepgram}
 
 
 def _word_spans(delta: dict) -> list[tuple[float, float]]:
@@ -198,6 +275,12 @@ async def main() -> None:
     parser.add_argument("--speed", type=float, default=1.0, help="pace, x real time")
     parser.add_argument("--server-arg", action="append", default=[], help="extra flag for stream-server serve")
     parser.add_argument("--transcript", type=Path, help="write the streamed transcript here")
+    parser.add_argument(
+        "--protocol",
+        choices=REPLAYS,
+        default="native",
+        help="native: the SSE upload; websocket: /v1/audio/stream; deepgram: /v1/listen",
+    )
     args = parser.parse_args()
 
     audio = decode_file(args.audio.read_bytes())
@@ -208,7 +291,7 @@ async def main() -> None:
     if server:
         await server.ready()
         cpu_before = server.cpu_seconds()
-    result = await replay(url, audio, speed=args.speed)
+    result = await REPLAYS[args.protocol](url, audio, speed=args.speed)
     if server:
         cpu = server.cpu_seconds() - cpu_before
         rss = server.rss_mb()
@@ -219,7 +302,7 @@ async def main() -> None:
         args.transcript.write_text(result.text + "\n")
     offline = offline_text(args.audio, args.model, data_dir)
     duration = len(audio) / SAMPLE_RATE
-    print(f"model {args.model}, {args.audio.name} ({duration:.1f} s) at {args.speed:g}x real time, {os.cpu_count()} cores")
+    print(f"model {args.model}, {args.audio.name} ({duration:.1f} s) at {args.speed:g}x real time over {args.protocol}, {os.cpu_count()} cores")
     print(f"partial (first seen) latency p50 {percentile(result.first_seen, 50):.2f} s  p95 {percentile(result.first_seen, 95):.2f} s")
     print(
         f"commit latency           p50 {percentile(result.committed, 50):.2f} s  p95 {percentile(result.committed, 95):.2f} s"

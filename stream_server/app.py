@@ -27,6 +27,7 @@ from stream_server.settings import Settings
 from stream_server.engine.sessions import SessionHub
 from stream_server.storage import LocalStorage
 from stream_server.transports import (
+    deepgram_api,
     files_api,
     live_api,
     metrics_api,
@@ -95,6 +96,7 @@ def create_app(
     app.add_routes(providers_api.routes)
     websocket_api.setup(app)
     app.add_routes(twilio_api.routes)
+    app.add_routes(deepgram_api.routes)
     static_page.setup(app)
     app.cleanup_ctx.append(partial(_service_context, models=given))
     app.cleanup_ctx.append(_providers_context)

@@ -57,6 +57,8 @@ class TextPartial(Event):
     text: str
     start: float
     end: float
+    words: tuple[Word, ...] = ()
+    """The tail's words, timed like committed ones (a Deepgram interim result carries them)."""
 
 
 @dataclass(frozen=True)

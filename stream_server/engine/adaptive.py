@@ -271,7 +271,7 @@ def on_stream_clock(event: Event, offset: float, first_id: int) -> Event:
     if isinstance(event, (SpeechStarted, SpeechStopped)):
         return dataclasses.replace(event, time=event.time + offset)
     if isinstance(event, TextPartial):
-        return dataclasses.replace(event, start=event.start + offset, end=event.end + offset)
+        return dataclasses.replace(event, start=event.start + offset, end=event.end + offset, words=_shifted(event.words, offset))
     if isinstance(event, TextCommitted):
         return dataclasses.replace(event, start=event.start + offset, end=event.end + offset, words=_shifted(event.words, offset))
     if isinstance(event, UtteranceDone):
@@ -286,4 +286,4 @@ def on_stream_clock(event: Event, offset: float, first_id: int) -> Event:
 
 
 def _shifted(words: tuple[Word, ...], offset: float) -> tuple[Word, ...]:
-    return tuple(Word(w.start + offset, w.end + offset, w.text, w.probability) for w in words)
+    return tuple(w.later(offset) for w in words)

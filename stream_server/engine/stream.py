@@ -408,7 +408,8 @@ class LiveTranscriber:
 
     def _publish_tail(self, tail: list[Word]) -> None:
         if tail:
-            self._publish(TextPartial(text=_join(tail).strip(), start=tail[0].start, end=tail[-1].end))
+            text = _join(tail).strip()
+            self._publish(TextPartial(text=text, start=tail[0].start, end=tail[-1].end, words=tuple(tail)))
             if self._observer is not None:
                 self._observer.partial(time.monotonic() - self._arrived_at(tail[-1].end))
 

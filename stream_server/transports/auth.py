@@ -20,6 +20,11 @@ STREAM_PATH = "/v1/audio/stream"
 TWILIO_PATH = "/v1/twilio/stream"
 """Twilio Media Streams (transports/twilio_api.py): its key may also come inside the stream's
 `start` message, so the endpoint checks it itself."""
+DEEPGRAM_PATH = "/v1/listen"
+"""Deepgram's live WebSocket and pre-recorded POST (transports/deepgram_api.py): its keys come
+as `Token <key>` or a `token` subprotocol, and its errors have Deepgram's shape, so the
+endpoint checks the key itself."""
+KEY_CHECKED_BY_ENDPOINT = (TWILIO_PATH, DEEPGRAM_PATH)
 SESSIONS_PATH = "/v1/audio/sessions/"
 """Under it, `{id}/events` is a session's SSE feed, which browsers open with EventSource."""
 
@@ -72,8 +77,12 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
     principal = keys.identify(key) if key is not None else None
     if principal is not None:
         request[PRINCIPAL] = principal
-    elif (request.path.startswith(PROTECTED_PREFIXES) or request.path in PROTECTED_PATHS) and request.path != TWILIO_PATH:
+    elif _protected(request.path) and request.path not in KEY_CHECKED_BY_ENDPOINT:
         if key is None:
             raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
         raise Unauthorized("incorrect API key provided")
     return await handler(request)
+
+
+def _protected(path: str) -> bool:
+    return path.startswith(PROTECTED_PREFIXES) or path in PROTECTED_PATHS

@@ -63,13 +63,18 @@ class LiveRun:
         return transcriber.received_seconds
 
 
-def stream_options(app: web.Application, partial_decodes: bool = True) -> StreamOptions:
+def stream_options(
+    app: web.Application, partial_decodes: bool = True, adjust_vad: Callable[[VadOptions], VadOptions] | None = None
+) -> StreamOptions:
+    """The settings' stream options; `adjust_vad` changes the VAD's for one stream (a
+    compatible protocol's end-of-speech silence)."""
     settings = app[SETTINGS]
+    vad = VadOptions(engine=settings.vad, aggressiveness=settings.vad_aggressiveness)
     return StreamOptions(
         step_s=settings.stream_step_s,
         partial_decodes=partial_decodes,
         uncertain_margin_s=settings.unsure_word_wait_s,
-        vad=VadOptions(engine=settings.vad, aggressiveness=settings.vad_aggressiveness),
+        vad=adjust_vad(vad) if adjust_vad is not None else vad,
     )
 
 
@@ -87,6 +92,7 @@ async def start_live_run(
     partial_decodes: bool = True,
     whole: bool = False,
     paced: bool = False,
+    adjust_vad: Callable[[VadOptions], VadOptions] | None = None,
 ) -> LiveRun:
     """Choose a local backend, check the caller may stream, admit it (or raise StreamRefused:
     HTTP 429, WebSocket 1013), open a session, and start feeding it in the background. Every run
@@ -95,6 +101,7 @@ async def start_live_run(
     `partial_decodes` off: a client that asked for no partials gets each utterance decoded once.
     `whole`: the audio is a whole file, decoded as one from the start (engine/adaptive.py);
     `paced`: a queue paces `pcm` and reports the audio's arrivals to the transcriber itself.
+    `adjust_vad` sets the stream's own VAD options (see stream_options).
 
     With `channels.multichannel`, `pcm` yields (channels, samples) arrays and each channel gets
     its own live transcriber (`channel_count` of them made up front, if known), whatever the
@@ -114,7 +121,7 @@ async def start_live_run(
         session = app[SESSIONS].create(
             model.name, language, owner=principal.key_id, provider=backend.name, channel_labels=labels, details=details
         )
-        options = stream_options(app, partial_decodes)
+        options = stream_options(app, partial_decodes, adjust_vad)
 
         def slot_free() -> bool:
             return service.scheduler.busy < service.scheduler.slots

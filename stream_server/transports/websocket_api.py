@@ -114,7 +114,7 @@ def close_code(failure: StreamFailed) -> int:
     return WSCloseCode.POLICY_VIOLATION
 
 
-class _Socket:
+class SerialSocket:
     """The response with sends serialised: events and control replies come from two tasks."""
 
     def __init__(self, ws: web.WebSocketResponse):
@@ -166,7 +166,7 @@ async def stream_audio(request: web.Request) -> web.StreamResponse:
     try:
         await ws.prepare(request)
         request.app[WEBSOCKETS].add(ws)
-        socket = _Socket(ws)
+        socket = SerialSocket(ws)
         sender = asyncio.ensure_future(_send_events(socket, run, params.partials, run.service.model.count_tokens))
         try:
             decoder = RawDecoder(params.audio, split=params.channels.multichannel)
@@ -182,7 +182,7 @@ async def stream_audio(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _send_events(socket: _Socket, run: LiveRun, partials: bool, count_tokens: Callable[[str], int]) -> None:
+async def _send_events(socket: SerialSocket, run: LiveRun, partials: bool, count_tokens: Callable[[str], int]) -> None:
     """Forward the session's events; after the terminal one, close with the matching code."""
     async for event in run.session.follow():
         body = event_json(event, count_tokens, provider=run.session.provider)
@@ -194,7 +194,7 @@ async def _send_events(socket: _Socket, run: LiveRun, partials: bool, count_toke
             await socket.close(close_code(event), event.code)
 
 
-async def _receive(socket: _Socket, run: LiveRun, inbox: AudioInbox, decoder: RawDecoder, idle_s: float) -> None:
+async def _receive(socket: SerialSocket, run: LiveRun, inbox: AudioInbox, decoder: RawDecoder, idle_s: float) -> None:
     """Read until the socket closes: audio into the inbox, controls acted on."""
     ws, session = socket.ws, run.session
     warn_at = inbox.limit_s * WARN_FRACTION
@@ -219,7 +219,7 @@ async def _receive(socket: _Socket, run: LiveRun, inbox: AudioInbox, decoder: Ra
                 warned = inbox.queued_seconds > (warn_at / 2 if warned else warn_at)
                 continue
             try:
-                kind = _control(message.data)
+                kind = control_type(message.data)
             except InvalidRequest as exc:
                 bad_controls += 1
                 if bad_controls > MAX_BAD_CONTROLS:
@@ -244,16 +244,17 @@ async def _receive(socket: _Socket, run: LiveRun, inbox: AudioInbox, decoder: Ra
 CONTROLS = frozenset({"finalize", "close", "keepalive"})
 
 
-def _control(text: str) -> str:
-    """The control a text message names; InvalidRequest for anything else."""
+def control_type(text: str, controls: frozenset[str] = CONTROLS) -> str:
+    """The control a JSON text message names (its `type`), one of `controls`; InvalidRequest
+    for anything else."""
     try:
         control = json.loads(text or "")
     except ValueError:
         raise InvalidRequest("a text message must be a JSON control object", code="invalid_message") from None
     kind = control.get("type") if isinstance(control, dict) else None
-    if kind not in CONTROLS:
+    if kind not in controls:
         raise InvalidRequest(
-            f"unknown control {kind!r}; use one of {', '.join(sorted(CONTROLS))}", param="type", code="unknown_control"
+            f"unknown control {kind!r}; use one of {', '.join(sorted(controls))}", param="type", code="unknown_control"
         )
     return kind
 
