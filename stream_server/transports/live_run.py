@@ -152,8 +152,8 @@ async def _feed(pcm: AsyncIterator[np.ndarray], run: LiveRun, allowance: float |
             if allowance is not None and run.billed_seconds > allowance:
                 raise InsufficientBalance("insufficient balance: the key's audio seconds ran out during the stream")
         await transcriber.finish()
-    except ServiceError as exc:
-        await transcriber.cancel()
+    except ServiceError as exc:  # the input's fault (too large, not audio, balance): keep what came before it
+        await transcriber.finish(done=False)
         session.publish(StreamFailed(message=exc.message, code=exc.code or "invalid_request", error_type=exc.error_type))
     except (ConnectionError, asyncio.IncompleteReadError) as exc:
         await transcriber.cancel()
