@@ -64,3 +64,7 @@ class SessionRecord:
     details: dict = field(default_factory=dict)
     """More fields of the session object: a call's `call_sid` and `stream_sid`, a multichannel
     session's `channels`."""
+    status: str = "completed"
+    """How it ended: `completed`, or `failed` (then `error` says why)."""
+    error: dict | None = None
+    """A failed session's error object, in OpenAI's shape (`message`, `type`, `param`, `code`)."""

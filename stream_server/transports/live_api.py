@@ -112,7 +112,7 @@ async def get_session(request: web.Request) -> web.Response:
             raise _not_found(request)
         if not principal_of(request).may_access(record.owner):
             raise Forbidden("this session belongs to another API key", param="session_id", code="forbidden")
-        return web.json_response({**session_object(record), "status": "completed"})
+        return web.json_response(session_object(record))
     return web.json_response(live_session_object(session))
 
 

@@ -184,6 +184,14 @@ async def end_live_run(app: web.Application, run: LiveRun, reason: str = "the cl
     await asyncio.shield(_keep(app, run))
 
 
+def session_error(session: LiveSession) -> dict | None:
+    """A failed session's error object, as its error event carried it; None otherwise."""
+    failure = session.outcome
+    if not isinstance(failure, StreamFailed):
+        return None
+    return {"message": failure.message, "type": failure.error_type, "param": None, "code": failure.code}
+
+
 def stored_details(session: LiveSession) -> dict:
     """What a stored session keeps beyond its transcript: the transport's details (a call's
     ids) and, for a multichannel one, each channel's text."""
@@ -213,6 +221,8 @@ async def _keep(app: web.Application, run: LiveRun) -> None:
                 created_at=session.created_at,
                 ended_at=time.time(),
                 details=stored_details(session),
+                status=session.status,
+                error=session_error(session),
             )
         )
     except Exception:

@@ -18,7 +18,7 @@ from whisper_normalizer.english import EnglishTextNormalizer
 
 from stream_server.app import create_app
 from stream_server.audio import SAMPLE_RATE
-from stream_server.transports.appkeys import SERVICE, SESSIONS
+from stream_server.transports.appkeys import SERVICE, SESSIONS, STORAGE
 from tests.conftest import audio_path, serve_in_thread
 from tests.live_helpers import RAW_S16LE, PacedUpload, of_type, pcm16k, read_sse, s16le
 
@@ -240,6 +240,23 @@ async def test_garbage_in_a_container_stream_is_an_error_event(client):
     errors = [e.data["error"] for e in events if isinstance(e.data, dict) and "error" in e.data]
     assert errors and errors[0]["code"] == "invalid_audio"
     assert (await client.get("/health")).status == 200
+
+
+async def test_a_failed_session_is_stored_as_failed_with_its_error(aiohttp_client, client, settings, speech_model):
+    """After a restart the stored session still says it failed and why, not `completed`."""
+    response = await client.post(live_url(), data=b"\x00garbage" * 4000, headers={"Content-Type": "audio/wav"})
+    session_id = response.headers["X-Session-Id"]
+    await read_sse(response)
+    async with asyncio.timeout(30):  # the handler stores the session once the stream is answered
+        while await client.app[STORAGE].get_session(session_id) is None:
+            await asyncio.sleep(0.05)
+    await client.close()
+    restarted = await aiohttp_client(create_app(settings, model=speech_model))
+    stored = await (await restarted.get(f"/v1/audio/sessions/{session_id}")).json()
+    assert stored["status"] == "failed"
+    assert stored["error"]["code"] == "invalid_audio" and stored["error"]["type"] == "invalid_request_error"
+    listed = (await (await restarted.get("/v1/audio/sessions")).json())["data"]
+    assert [(s["id"], s["status"], s["error"]["code"]) for s in listed] == [(session_id, "failed", "invalid_audio")]
 
 
 def _encode(audio: np.ndarray, container: str, codec: str, rate: int) -> bytes:
