@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, field
+
+_FILE_ID = re.compile(r"file-[0-9a-f]{24}")
 
 
 def new_file_id() -> str:
     return f"file-{secrets.token_hex(12)}"
+
+
+def is_file_id(value: str) -> bool:
+    """Whether `value` has the exact form new_file_id makes: anything else names no file, and is
+    refused before a lookup."""
+    return _FILE_ID.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
