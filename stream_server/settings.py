@@ -96,9 +96,11 @@ class Settings:
     """Failed key checks one address may make per minute before it gets 429; 0 is no limit."""
     sse_send_timeout_s: float = 30.0
     """An SSE client that reads nothing for this long, once its socket buffer is full, is dropped."""
-    shutdown_drain_s: float = 30.0
+    shutdown_drain_s: float = 15.0
     """On SIGTERM, how long live streams get to decode the audio they already received before
-    they end with `server_shutdown` (then aiohttp gives requests up to 60 s more to finish)."""
+    they end with `server_shutdown` (then aiohttp gives requests up to 60 s more to finish).
+    Keep it under the sockets' heartbeat (20 s): aiohttp stops reading them once shutdown starts,
+    so their pings go unanswered and they drop (1006) about 30 s after the last message read."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a browser (CORS); empty: none (the page is same-origin)."""
 

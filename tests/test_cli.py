@@ -214,7 +214,7 @@ BOUNDS = {
     "--max-connections-per-address": ("max_connections_per_address", 32, "0"),
     "--max-failed-auth": ("max_failed_auth", 10, "3"),
     "--sse-send-timeout": ("sse_send_timeout_s", 30.0, "2.5"),
-    "--shutdown-drain": ("shutdown_drain_s", 30.0, "5"),
+    "--shutdown-drain": ("shutdown_drain_s", 15.0, "5"),
 }
 
 

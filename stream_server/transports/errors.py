@@ -61,7 +61,9 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         body = error_body(exc.reason if exc.text is None else exc.text, kind, None, code)
         return web.json_response(body, status=exc.status, headers=_allowed(exc))
     except ConnectionError:
-        raise  # the client went away: nothing to answer, and aiohttp drops it quietly
+        # the client went away mid-answer (a dropped SSE reader): nobody reads this; aiohttp
+        # fails to send it and drops the connection quietly, where an exception is logged as an error
+        return web.Response(status=499, reason="Client Closed Request")
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         message = localize("internal_error", "internal server error", culture)

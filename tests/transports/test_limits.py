@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 from dataclasses import replace
 
@@ -199,7 +200,7 @@ async def test_only_so_many_ended_sessions_stay_in_memory_and_the_rest_come_from
 # a slow SSE reader
 
 
-async def test_an_sse_reader_that_reads_nothing_is_dropped_and_the_session_goes_on(make_client):
+async def test_an_sse_reader_that_reads_nothing_is_dropped_and_the_session_goes_on(make_client, caplog):
     """The observer's socket fills (aiohttp keeps ~64 KiB unsent), its write waits past
     --sse-send-timeout, and it is dropped; the session and another observer are unharmed."""
     client = await make_client(sse_send_timeout_s=1.0)
@@ -217,3 +218,4 @@ async def test_an_sse_reader_that_reads_nothing_is_dropped_and_the_session_goes_
     session.fail("test over", "test_over")
     replay = await read_sse(await client.get(f"/v1/audio/sessions/{session.id}/events"))
     assert len(of_type(replay, "transcript.text.partial")) == 4001
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "a dropped client is no server error"
