@@ -30,6 +30,7 @@ from stream_server.transports import (
     deepgram_api,
     files_api,
     live_api,
+    live_run,
     metrics_api,
     openai_api,
     providers_api,
@@ -55,7 +56,9 @@ from stream_server.transports.appkeys import (
     TRANSCRIBER,
 )
 from stream_server.transports.auth import auth_middleware
+from stream_server.transports.cors import add_cors_headers, cors_middleware
 from stream_server.transports.errors import error_middleware
+from stream_server.transports.limits import LIMITS, ClientLimits, limits_middleware
 from stream_server.usage import UsageMeter
 
 
@@ -81,11 +84,13 @@ def create_app(
     if model is not None:
         given.setdefault(_default_local(settings).name, model)
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[cors_middleware, error_middleware, auth_middleware, limits_middleware],
         client_max_size=settings.max_upload_bytes + 1024 * 1024,
     )
     app[SETTINGS] = settings
     app[KEYS] = KeyRing(settings.api_keys, settings.admin_keys, dict(settings.key_balances))
+    app[LIMITS] = ClientLimits.from_settings(settings)
+    app.on_response_prepare.append(add_cors_headers)
     app.add_routes(openai_api.routes)
     app.add_routes(live_api.routes)
     app.add_routes(files_api.routes)
@@ -94,6 +99,7 @@ def create_app(
     app.add_routes(transcribe_v2.routes)
     app.add_routes(metrics_api.routes)
     app.add_routes(providers_api.routes)
+    live_run.setup(app)  # before the sockets' own shutdown: runs drain first
     websocket_api.setup(app)
     app.add_routes(twilio_api.routes)
     app.add_routes(deepgram_api.routes)
@@ -176,6 +182,7 @@ async def _storage_context(app: web.Application) -> AsyncIterator[None]:
 
 async def _sessions_context(app: web.Application) -> AsyncIterator[None]:
     """Live sessions; on shutdown each open one ends with an error event its clients can read."""
-    app[SESSIONS] = SessionHub()
+    settings = app[SETTINGS]
+    app[SESSIONS] = SessionHub(settings.max_finished_sessions, settings.max_session_events)
     yield
     app[SESSIONS].close_all("the server is shutting down")

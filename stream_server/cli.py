@@ -22,6 +22,7 @@ from stream_server.vad.frames import VAD_ENGINES
 ENV_PREFIX = "STREAM_SERVER_"
 log = logging.getLogger("stream_server")
 Number = TypeVar("Number", int, float)
+DEVICES = ("cpu", "cuda", "auto")
 CLIENT_COMMANDS = {
     "transcribe": "transcribe audio files on the embedded model, or on a server with --url",
     "listen": "live captions in the terminal from a running server",
@@ -46,14 +47,14 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default=default("MODEL", defaults.model),
         help="tiny.en, base, small (bundled), a CTranslate2 directory, or a hub id [STREAM_SERVER_MODEL]",
     )
-    serve.add_argument("--device", choices=["cpu", "cuda", "auto"], default=default("DEVICE", defaults.device), help="[STREAM_SERVER_DEVICE]")
+    serve.add_argument("--device", choices=DEVICES, default=default("DEVICE", defaults.device), help="[STREAM_SERVER_DEVICE]")
     serve.add_argument(
         "--compute-type",
         default=default("COMPUTE_TYPE", defaults.compute_type),
         help="auto, int8, int8_float16, float16, float32, ... [STREAM_SERVER_COMPUTE_TYPE]",
     )
     serve.add_argument(
-        "--cpu-threads", type=int, default=default("CPU_THREADS", 0), help="threads per model call; 0 = the cores shared among --decode-slots [STREAM_SERVER_CPU_THREADS]"
+        "--cpu-threads", type=int, default=default("CPU_THREADS", defaults.cpu_threads), help="threads per model call; 0 = the cores shared among --decode-slots [STREAM_SERVER_CPU_THREADS]"
     )
     serve.add_argument(
         "--decode-slots",
@@ -164,6 +165,13 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "with 1013 [STREAM_SERVER_STREAM_MAX_QUEUE_S]",
     )
     serve.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=default("IDLE_TIMEOUT", defaults.idle_timeout_s),
+        help="seconds a live upload or socket may send nothing before it is ended [STREAM_SERVER_IDLE_TIMEOUT]",
+    )
+    _bound_flags(serve, default, defaults)
+    serve.add_argument(
         "--config",
         type=Path,
         default=default("CONFIG", None),
@@ -172,6 +180,29 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default=default("LOG_LEVEL", "info"), help="[STREAM_SERVER_LOG_LEVEL]")
     return parser
+
+
+def _bound_flags(serve: argparse.ArgumentParser, default, defaults: Settings) -> None:
+    """The limits on what one client may hold or send (README, "Bounds")."""
+    for flag, kind, value, text in (
+        ("max-session-events", int, defaults.max_session_events, "events a live session keeps for replay; the oldest partials go first"),
+        ("max-finished-sessions", int, defaults.max_finished_sessions, "ended sessions kept in memory for replay"),
+        ("max-messages-per-second", float, defaults.max_messages_per_s, "messages a live WebSocket may send per second (bursts of as many); past it: 1008"),
+        ("max-connections-per-key", int, defaults.max_connections_per_key, "requests one API key may have open at once; 0 = no limit"),
+        ("max-connections-per-address", int, defaults.max_connections_per_address, "requests one client address may have open at once; 0 = no limit"),
+        ("max-failed-auth", int, defaults.max_failed_auth, "failed key checks per address per minute before 429; 0 = no limit"),
+        ("sse-send-timeout", float, defaults.sse_send_timeout_s, "seconds an SSE client may read nothing, once its buffer is full, before it is dropped"),
+        ("shutdown-drain", float, defaults.shutdown_drain_s, "on SIGTERM, seconds live streams get to decode the audio already sent"),
+    ):
+        env = flag.upper().replace("-", "_")
+        serve.add_argument(f"--{flag}", type=kind, default=default(env, value), help=f"{text} [STREAM_SERVER_{env}]")
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        dest="cors_origins",
+        help="an origin allowed to call the API from a browser, e.g. https://app.example.com; repeat for "
+        "several; none by default [STREAM_SERVER_CORS_ORIGINS, comma separated]",
+    )
 
 
 def _truthy(value: object) -> bool:
@@ -187,6 +218,12 @@ def _listed(values: list[str] | None, env: Mapping[str, str], name: str) -> tupl
 def _at_least(floor: Number, value: Number, flag: str) -> Number:
     if value < floor:
         raise ValueError(f"{flag} must be at least {floor}, not {value}")
+    return value
+
+
+def _positive(value: float, flag: str) -> float:
+    if not value > 0:
+        raise ValueError(f"{flag} must be above 0, not {value}")
     return value
 
 
@@ -227,7 +264,7 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Sett
         host=args.host,
         port=int(args.port),
         model=args.model,
-        device=args.device,
+        device=_one_of(DEVICES, args.device, "--device"),
         compute_type=args.compute_type,
         cpu_threads=int(args.cpu_threads),
         decode_slots=_at_least(1, int(args.decode_slots), "--decode-slots"),
@@ -248,6 +285,16 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Sett
         completion_price_per_million=float(args.completion_price_per_million),
         currency=args.currency,
         stream_max_queue_s=float(args.stream_max_queue_s),
+        idle_timeout_s=_positive(float(args.idle_timeout), "--idle-timeout"),
+        max_session_events=_at_least(10, int(args.max_session_events), "--max-session-events"),
+        max_finished_sessions=_at_least(0, int(args.max_finished_sessions), "--max-finished-sessions"),
+        max_messages_per_s=_positive(float(args.max_messages_per_second), "--max-messages-per-second"),
+        max_connections_per_key=_at_least(0, int(args.max_connections_per_key), "--max-connections-per-key"),
+        max_connections_per_address=_at_least(0, int(args.max_connections_per_address), "--max-connections-per-address"),
+        max_failed_auth=_at_least(0, int(args.max_failed_auth), "--max-failed-auth"),
+        sse_send_timeout_s=_positive(float(args.sse_send_timeout), "--sse-send-timeout"),
+        shutdown_drain_s=_at_least(0.0, float(args.shutdown_drain), "--shutdown-drain"),
+        cors_origins=_listed(args.cors_origins, env, "CORS_ORIGINS"),
         twilio_auth_token=args.twilio_auth_token or None,
         providers=load_providers(Path(args.config)) if args.config else (),
     )
@@ -295,6 +342,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
             settings.port,
         )
     from stream_server.app import create_app  # imported late: it pulls in the model libraries
+    from stream_server.transports.access_log import AccessLogger
 
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    web.run_app(
+        create_app(settings), host=settings.host, port=settings.port, print=None, access_log_class=AccessLogger
+    )
     return 0

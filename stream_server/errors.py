@@ -62,6 +62,13 @@ class StreamRefused(Overloaded):
         self.reason = reason
 
 
+class InsufficientStorage(ServiceError):
+    """The disk (or quota) is full: what was being stored was not kept."""
+
+    error_type = "server_error"
+    default_code = "insufficient_storage"
+
+
 class NotReady(ServiceError):
     error_type = "server_error"
     default_code = "model_not_ready"

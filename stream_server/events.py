@@ -90,4 +90,13 @@ class StreamFailed(Event):
     error_type: str = "invalid_request_error"
 
 
+@dataclass(frozen=True)
+class EventsDropped(Event):
+    """Told to one observer, never logged: `count` events from seq `first` on were dropped
+    from the session's bounded log before it read them (its `seq` is the last of them)."""
+
+    count: int
+    first: int
+
+
 TERMINAL_EVENTS = (StreamDone, StreamFailed)

@@ -8,6 +8,7 @@ from stream_server.errors import Forbidden, InvalidRequest, NotFound
 from stream_server.principals import Principal
 from stream_server.service import TranscriptionService
 from stream_server.storage import Storage, StoredFile
+from stream_server.storage.records import is_file_id
 
 MAX_PURPOSE = 64
 MAX_FILENAME = 255
@@ -30,7 +31,7 @@ class FileLibrary:
         )
 
     async def get(self, principal: Principal, file_id: str) -> StoredFile:
-        record = await self._storage.get_file(file_id)
+        record = await self._storage.get_file(file_id) if is_file_id(file_id) else None
         if record is None:
             raise NotFound(f"no such file: '{file_id}'", param="file_id", code="file_not_found")
         if not principal.may_access(record.owner):

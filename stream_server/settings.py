@@ -81,6 +81,29 @@ class Settings:
     """Audio a live WebSocket may have waiting for the decoder; past a third of it the client is
     warned (`falling_behind`), past all of it the stream is closed with 1013."""
 
+    max_session_events: int = 20_000
+    """Events a live session keeps for replay; past it the oldest partials are dropped first."""
+    max_finished_sessions: int = 100
+    """Ended sessions kept in memory for replay (their transcripts are stored regardless)."""
+    max_messages_per_s: float = 200.0
+    """WebSocket messages a live socket may send per second, on average over a burst of as many
+    (a Twilio call sends 100 a second); past it the stream is closed with 1008."""
+    max_connections_per_key: int = 32
+    """Requests (streams, feeds, uploads) one API key may have open at once; 0 is no limit."""
+    max_connections_per_address: int = 32
+    """Requests one client address may have open at once; 0 is no limit."""
+    max_failed_auth: int = 10
+    """Failed key checks one address may make per minute before it gets 429; 0 is no limit."""
+    sse_send_timeout_s: float = 30.0
+    """An SSE client that reads nothing for this long, once its socket buffer is full, is dropped."""
+    shutdown_drain_s: float = 15.0
+    """On SIGTERM, how long live streams get to decode the audio they already received before
+    they end with `server_shutdown` (then aiohttp gives requests up to 60 s more to finish).
+    Keep it under the sockets' heartbeat (20 s): aiohttp stops reading them once shutdown starts,
+    so their pings go unanswered and they drop (1006) about 30 s after the last message read."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins allowed to call the API from a browser (CORS); empty: none (the page is same-origin)."""
+
     providers: tuple[ProviderSpec, ...] = ()
     """Backends from `--config`; empty: one local backend named `local` from model/device/compute_type."""
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -187,3 +189,73 @@ def test_a_bad_config_stops_the_server(tmp_path, caplog):
     config.write_text('[[providers]]\nname = "r"\nbase_url = "http://127.0.0.1:9/v1"\n')
     assert main(["serve", "--data-dir", str(tmp_path), "--config", str(config)], env={}) == 2
     assert "at least one provider must be local" in caplog.text
+
+
+def test_a_device_from_the_environment_is_checked_like_the_flag(caplog):
+    """argparse checks `choices` only on the command line: STREAM_SERVER_DEVICE=gpu must stop the
+    server at start, not fail later at model load."""
+    assert main(["serve"], env={"STREAM_SERVER_DEVICE": "gpu"}) == 2
+    assert "--device must be one of cpu, cuda, auto, not 'gpu'" in caplog.text
+    assert settings_for([], {"STREAM_SERVER_DEVICE": "cuda"}).device == "cuda"
+
+
+def test_the_idle_timeout_is_a_flag_with_its_environment_twin():
+    assert settings_for([]).idle_timeout_s == 30.0
+    assert settings_for(["--idle-timeout", "5"]).idle_timeout_s == 5.0
+    assert settings_for([], {"STREAM_SERVER_IDLE_TIMEOUT": "7.5"}).idle_timeout_s == 7.5
+    assert main(["serve", "--idle-timeout", "0"], env={}) == 2
+
+
+BOUNDS = {
+    "--max-session-events": ("max_session_events", 20_000, "50"),
+    "--max-finished-sessions": ("max_finished_sessions", 100, "3"),
+    "--max-messages-per-second": ("max_messages_per_s", 200.0, "50"),
+    "--max-connections-per-key": ("max_connections_per_key", 32, "4"),
+    "--max-connections-per-address": ("max_connections_per_address", 32, "0"),
+    "--max-failed-auth": ("max_failed_auth", 10, "3"),
+    "--sse-send-timeout": ("sse_send_timeout_s", 30.0, "2.5"),
+    "--shutdown-drain": ("shutdown_drain_s", 15.0, "5"),
+}
+
+
+@pytest.mark.parametrize("flag", BOUNDS)
+def test_each_bound_is_a_flag_and_a_variable_with_its_default(flag):
+    attribute, default, value = BOUNDS[flag]
+    variable = "STREAM_SERVER_" + flag[2:].upper().replace("-", "_")
+    assert getattr(settings_for([]), attribute) == default
+    assert getattr(settings_for([flag, value]), attribute) == type(default)(value)
+    assert getattr(settings_for([], {variable: value}), attribute) == type(default)(value)
+
+
+def test_cors_origins_are_none_unless_given():
+    assert settings_for([]).cors_origins == ()
+    assert settings_for(["--cors-origin", "https://a.example", "--cors-origin", "https://b.example"]).cors_origins == (
+        "https://a.example",
+        "https://b.example",
+    )
+    assert settings_for([], {"STREAM_SERVER_CORS_ORIGINS": "https://a.example"}).cors_origins == ("https://a.example",)
+
+
+def test_every_serve_flag_is_in_the_readme_and_every_flag_there_exists():
+    """The README's option tables are the documentation of each flag and its default."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    serve = build_parser({})._subparsers._group_actions[0].choices["serve"]
+    flags = {o for action in serve._actions for o in action.option_strings if o.startswith("--") and o != "--help"}
+    documented = set(re.findall(r"`(--[a-z][a-z0-9-]+)", readme))
+    assert flags - {"--no-pack-windows"} <= documented, f"undocumented: {sorted(flags - documented)}"
+    assert "--idle-timeout" in flags and "--cpu-threads" in flags
+    server_rows = [line for line in readme.splitlines() if line.startswith("| `--")]
+    for line in server_rows:
+        flag = re.match(r"\| `(--[a-z0-9-]+)", line).group(1)
+        assert flag in flags, f"the README documents {flag}, which `serve` does not take"
+    cpu_threads = next(line for line in server_rows if line.startswith("| `--cpu-threads`"))
+    assert "every core" not in cpu_threads and "--decode-slots" in cpu_threads
+
+
+def test_the_declared_floors_are_what_the_code_needs():
+    """tomllib is 3.11's; web.RequestKey first shipped in aiohttp 3.14."""
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.11"
+    assert "aiohttp>=3.14" in project["dependencies"]
+    assert "Python 3.11+" in (root / "README.md").read_text()

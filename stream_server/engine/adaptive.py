@@ -165,12 +165,13 @@ class AdaptiveTranscriber:
         else:
             self._policy.finalize_utterance()
 
-    async def finish(self) -> None:
-        """End of audio: the current policy decodes the rest; one StreamDone for the stream."""
+    async def finish(self, *, done: bool = True) -> None:
+        """End of audio: the current policy decodes the rest; one StreamDone for the stream
+        (not with `done` off: the input failed, and the caller publishes why after the text)."""
         while self._switching is not None:
             await asyncio.shield(self._switching)
         await self._policy.finish()
-        if not self.failed:
+        if done and not self.failed:
             self._publish(
                 StreamDone(
                     text=self._text,

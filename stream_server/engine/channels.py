@@ -88,9 +88,9 @@ class MultiChannelTranscriber:
         for transcriber in self._channels:
             transcriber.finalize_utterance()
 
-    async def finish(self) -> None:
-        await asyncio.gather(*(t.finish() for t in self._channels))
-        if self.failed:
+    async def finish(self, *, done: bool = True) -> None:
+        await asyncio.gather(*(t.finish(done=done) for t in self._channels))
+        if self.failed or not done:
             return
         done = list(self._done.values())
         self._publish(

@@ -1,12 +1,18 @@
 """Live sessions: each keeps its ordered event log so any number of observers can follow it,
-and one that reconnects can replay what it missed. Finished sessions are kept for a while."""
+and one that reconnects can replay what it missed. Finished sessions are kept for a while.
+
+Both are bounded: a session's log keeps at most `max_events` (the oldest partials go first,
+then the oldest of the rest), and the hub keeps at most `keep_finished` ended sessions. An
+observer whose replay reaches events that were dropped is told how many with EventsDropped."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import time
 import uuid
+from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,15 +21,30 @@ from stream_server.channels import Channel, ChannelText, channels, conversation,
 from stream_server.events import (
     TERMINAL_EVENTS,
     Event,
+    EventsDropped,
     SessionStarted,
     StreamDone,
     StreamFailed,
     TextCommitted,
+    TextPartial,
     UtteranceDone,
 )
 
-MAX_EVENTS = 200_000
-"""Events kept per session for replay (about 20 hours of speech); older partials go first."""
+MAX_EVENTS = 20_000
+"""Events kept per session for replay by default (about 2 hours of speech with partials, many
+more without them, since the oldest partials go first)."""
+KEEP_FINISHED = 100
+"""Ended sessions kept in memory by default, for their replay; their transcripts are stored."""
+_SESSION_ID = re.compile(r"sess_[0-9a-f]{32}")
+
+
+def new_session_id() -> str:
+    return f"sess_{uuid.uuid4().hex}"
+
+
+def is_session_id(value: str) -> bool:
+    """Whether `value` has the exact form of a session id (anything else is refused unlooked-up)."""
+    return _SESSION_ID.fullmatch(value) is not None
 
 
 @dataclass
@@ -47,6 +68,10 @@ class LiveSession:
     utterances: list[UtteranceDone] = field(default_factory=list)
     outcome: Event | None = None
     """The StreamDone or StreamFailed that ended it; None while live."""
+    max_events: int = MAX_EVENTS
+    """Events kept for replay; past it the oldest partials are dropped, then the oldest others."""
+    published: int = 0
+    """Events published in all: the next event's seq."""
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
@@ -58,8 +83,11 @@ class LiveSession:
     def publish(self, event: Event) -> Event:
         if self.outcome is not None:
             return event  # nothing follows the end
-        event = dataclasses.replace(event, seq=len(self.events))
+        event = dataclasses.replace(event, seq=self.published)
+        self.published += 1
         self.events.append(event)
+        if len(self.events) > self.max_events:
+            self._trim()
         if isinstance(event, TextCommitted) and event.channel is not None:
             text = self.channel_text.get(event.channel, "")
             self.channel_text[event.channel] = text + (event.delta if text else event.delta.lstrip())
@@ -90,27 +118,48 @@ class LiveSession:
     def channel(self, index: int | None) -> Channel:
         return channels((index or 0) + 1, self.channel_labels or ())[index or 0]
 
+    @property
+    def dropped(self) -> int:
+        """Events dropped from the log so far."""
+        return self.published - len(self.events)
+
+    def _trim(self) -> None:
+        """Drop the oldest partials, a quarter of the log's room at once so that trimming is
+        rare; with too few partials, the oldest other events (never the first or the last)."""
+        room = max(1, self.max_events // 4)
+        middle = range(1, len(self.events) - 1)
+        partials = [i for i in middle if isinstance(self.events[i], TextPartial)]
+        others = [i for i in middle if not isinstance(self.events[i], TextPartial)]
+        drop = set((partials + others)[:room])
+        self.events = [e for i, e in enumerate(self.events) if i not in drop]
+
     def fail(self, message: str, code: str) -> None:
         self.publish(StreamFailed(message=message, code=code))
 
     async def follow(self, after: int = -1) -> AsyncIterator[Event]:
-        """Every event with seq > `after`, then each new one as it comes, until the end."""
-        position = after + 1
+        """Every event with seq > `after`, then each new one as it comes, until the end. Where
+        events it should have had were dropped from the log, an EventsDropped comes first."""
+        wanted = after + 1
         while True:
             changed = self._changed
+            position = bisect_left(self.events, wanted, key=lambda e: e.seq)
             while position < len(self.events):
                 event = self.events[position]
-                position += 1
+                if event.seq > wanted:
+                    yield EventsDropped(count=event.seq - wanted, first=wanted, seq=event.seq - 1)
                 yield event
+                wanted = event.seq + 1
+                position = bisect_left(self.events, wanted, key=lambda e: e.seq)
             if self.outcome is not None:
                 return
             await changed.wait()
 
 
 class SessionHub:
-    def __init__(self, keep_finished: int = 1000):
+    def __init__(self, keep_finished: int = KEEP_FINISHED, max_events: int = MAX_EVENTS):
         self._sessions: OrderedDict[str, LiveSession] = OrderedDict()
         self._keep_finished = keep_finished
+        self._max_events = max_events
 
     def create(
         self,
@@ -124,13 +173,14 @@ class SessionHub:
     ) -> LiveSession:
         self._forget_old()
         session = LiveSession(
-            id=f"sess_{uuid.uuid4().hex}",
+            id=new_session_id(),
             model=model,
             language=language,
             owner=owner,
             provider=provider,
             channel_labels=channel_labels,
             details=dict(details or {}),
+            max_events=self._max_events,
         )
         self._sessions[session.id] = session
         started = SessionStarted(
@@ -141,6 +191,11 @@ class SessionHub:
 
     def get(self, session_id: str) -> LiveSession | None:
         return self._sessions.get(session_id)
+
+    @property
+    def held(self) -> int:
+        """Sessions in memory: the live ones and the ended ones kept for replay."""
+        return len(self._sessions)
 
     def live(self) -> list[LiveSession]:
         return [s for s in self._sessions.values() if s.outcome is None]

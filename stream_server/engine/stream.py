@@ -233,11 +233,12 @@ class LiveTranscriber:
         goes on opens the next utterance from exactly this point."""
         self._segment(self._segmenter.cut())
 
-    async def finish(self) -> None:
-        """End of audio: close the last utterance, wait for every decode, publish StreamDone."""
+    async def finish(self, *, done: bool = True) -> None:
+        """End of audio: close the last utterance, wait for every decode, publish StreamDone
+        (not with `done` off: the input failed, and the caller publishes why after the text)."""
         self._segment(self._segmenter.flush())
         await self.drain()
-        if not self.failed:
+        if done and not self.failed:
             self._publish(
                 StreamDone(
                     text=self._text,

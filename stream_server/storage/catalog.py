@@ -8,7 +8,7 @@ from pathlib import Path
 
 from stream_server.storage.records import SessionRecord, StoredFile, UsageRecord, UsageSummary
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     id TEXT PRIMARY KEY,
@@ -39,14 +39,19 @@ CREATE TABLE IF NOT EXISTS sessions (
     duration REAL NOT NULL,
     created_at REAL NOT NULL,
     ended_at REAL NOT NULL,
-    details TEXT NOT NULL DEFAULT '{}'
+    details TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL DEFAULT 'completed',
+    error TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_owner ON sessions (owner);
 """
-MIGRATIONS = {2: "ALTER TABLE sessions ADD COLUMN details TEXT NOT NULL DEFAULT '{}'"}
+MIGRATIONS = {
+    2: "ALTER TABLE sessions ADD COLUMN details TEXT NOT NULL DEFAULT '{}'",
+    3: "ALTER TABLE sessions ADD COLUMN status TEXT NOT NULL DEFAULT 'completed'; ALTER TABLE sessions ADD COLUMN error TEXT",
+}
 """Statements that bring a catalog of the version before up to each version."""
 FILE_COLUMNS = "id, filename, bytes, created_at, purpose, owner, duration"
-SESSION_COLUMNS = "id, owner, model, language, transcript, duration, created_at, ended_at, details"
+SESSION_COLUMNS = "id, owner, model, language, transcript, duration, created_at, ended_at, details, status, error"
 
 
 class Catalog:
@@ -59,7 +64,7 @@ class Catalog:
         existing = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sessions'").fetchone()
         self._db.executescript(SCHEMA)
         for step in range(max(version, 1) + 1, SCHEMA_VERSION + 1) if existing else ():
-            self._db.execute(MIGRATIONS[step])
+            self._db.executescript(MIGRATIONS[step])
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -111,8 +116,13 @@ class Catalog:
 
     def add_session(self, s: SessionRecord) -> None:
         self._db.execute(
-            f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (s.id, s.owner, s.model, s.language, s.transcript, s.duration, s.created_at, s.ended_at, json.dumps(s.details)),
+            f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                *(s.id, s.owner, s.model, s.language, s.transcript, s.duration, s.created_at, s.ended_at),
+                json.dumps(s.details),
+                s.status,
+                json.dumps(s.error) if s.error is not None else None,
+            ),
         )
 
     def get_session(self, session_id: str) -> SessionRecord | None:
@@ -130,4 +140,5 @@ class Catalog:
 
 
 def _session(row: tuple) -> SessionRecord:
-    return SessionRecord(*row[:-1], details=json.loads(row[-1]))
+    *fields, details, status, error = row
+    return SessionRecord(*fields, details=json.loads(details), status=status, error=json.loads(error) if error else None)

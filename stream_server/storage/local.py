@@ -7,13 +7,16 @@ loop never waits on the disk.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from stream_server.errors import InsufficientStorage
 from stream_server.storage.blobs import BlobDir
 from stream_server.storage.catalog import Catalog
 from stream_server.storage.records import (
@@ -26,6 +29,14 @@ from stream_server.storage.records import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+FULL_DISK = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """The blob's write (ENOSPC, EDQUOT) or the catalog's (SQLITE_FULL) found no room."""
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return isinstance(exc, OSError) and exc.errno in FULL_DISK
 
 
 class LocalStorage:
@@ -68,14 +79,19 @@ class LocalStorage:
         )
 
         def save() -> None:
-            self._blobs.write(record.id, data)  # durable before it is listed
+            self._blobs.write(record.id, data)  # durable before it is listed; a failed write leaves nothing
             try:
                 self._catalog.add_file(record)
             except BaseException:
                 self._blobs.delete(record.id)
                 raise
 
-        await self._run(save)
+        try:
+            await self._run(save)
+        except (OSError, sqlite3.Error) as exc:
+            if _disk_full(exc):
+                raise InsufficientStorage("the server's disk is full: the file was not stored") from exc
+            raise
         return record
 
     async def get_file(self, file_id: str) -> StoredFile | None:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, field
+
+_FILE_ID = re.compile(r"file-[0-9a-f]{24}")
 
 
 def new_file_id() -> str:
     return f"file-{secrets.token_hex(12)}"
+
+
+def is_file_id(value: str) -> bool:
+    """Whether `value` has the exact form new_file_id makes: anything else names no file, and is
+    refused before a lookup."""
+    return _FILE_ID.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -64,3 +73,7 @@ class SessionRecord:
     details: dict = field(default_factory=dict)
     """More fields of the session object: a call's `call_sid` and `stream_sid`, a multichannel
     session's `channels`."""
+    status: str = "completed"
+    """How it ended: `completed`, or `failed` (then `error` says why)."""
+    error: dict | None = None
+    """A failed session's error object, in OpenAI's shape (`message`, `type`, `param`, `code`)."""

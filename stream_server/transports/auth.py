@@ -14,6 +14,7 @@ from aiohttp import web
 from stream_server.errors import Unauthorized
 from stream_server.principals import ANONYMOUS, Principal
 from stream_server.transports.appkeys import KEYS, PRINCIPAL
+from stream_server.transports.limits import check_auth_allowed, note_failed_auth
 
 STREAM_PATH = "/v1/audio/stream"
 """The live-audio WebSocket (transports/websocket_api.py)."""
@@ -74,12 +75,16 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
         request[PRINCIPAL] = ANONYMOUS
         return await handler(request)
     key = presented_key(request)
+    protected = _protected(request.path) and request.path not in KEY_CHECKED_BY_ENDPOINT
+    if protected:
+        check_auth_allowed(request)  # an address that failed too often is refused before any check
     principal = keys.identify(key) if key is not None else None
     if principal is not None:
         request[PRINCIPAL] = principal
-    elif _protected(request.path) and request.path not in KEY_CHECKED_BY_ENDPOINT:
+    elif protected:
         if key is None:
             raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+        note_failed_auth(request)  # a wrong key is a guess; a missing one is not counted
         raise Unauthorized("incorrect API key provided")
     return await handler(request)
 

@@ -36,6 +36,7 @@ from stream_server.transports.auth import DEEPGRAM_PATH, presented_key, principa
 from stream_server.transports.deepgram_params import ListenParams, parse_listen_params
 from stream_server.transports.deepgram_results import DeepgramResults
 from stream_server.transports.forms import body_chunks, read_bounded, too_large
+from stream_server.transports.limits import LimitedWebSocket, check_auth_allowed, note_failed_auth
 from stream_server.transports.live_api import SESSION_HEADER
 from stream_server.transports.live_run import LiveRun, end_live_run, start_live_run
 from stream_server.transports.websocket_api import (
@@ -76,9 +77,12 @@ def caller(request: web.Request) -> Principal:
     keys = request.app[KEYS]
     if not keys.enabled:
         return principal_of(request)
+    check_auth_allowed(request)  # an address that failed too often is refused before any check
     key = deepgram_key(request)
     principal = keys.identify(key) if key else None
     if principal is None:
+        if key:
+            note_failed_auth(request)
         raise Unauthorized("Invalid credentials." if key else "missing API key: send 'Authorization: Token <key>'")
     return principal
 
@@ -93,7 +97,7 @@ def error_response(error: ServiceError, request: str) -> web.Response:
 
 @routes.get(DEEPGRAM_PATH)
 async def listen_live(request: web.Request) -> web.StreamResponse:
-    ws = web.WebSocketResponse(protocols=SUBPROTOCOLS, heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES)
+    ws = LimitedWebSocket(request, protocols=SUBPROTOCOLS, heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES)
     try:
         principal = caller(request)
         params = parse_listen_params(request, live=True)

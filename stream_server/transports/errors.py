@@ -19,6 +19,7 @@ STATUS: dict[type[errors.ServiceError], int] = {
     errors.PayloadTooLarge: 413,
     errors.Overloaded: 429,
     errors.NotReady: 503,
+    errors.InsufficientStorage: 507,
     errors.ProviderUnavailable: 502,
 }
 
@@ -59,6 +60,10 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         code = {404: "not_found", 405: "method_not_allowed", 413: "file_too_large"}.get(exc.status)
         body = error_body(exc.reason if exc.text is None else exc.text, kind, None, code)
         return web.json_response(body, status=exc.status, headers=_allowed(exc))
+    except ConnectionError:
+        # the client went away mid-answer (a dropped SSE reader): nobody reads this; aiohttp
+        # fails to send it and drops the connection quietly, where an exception is logged as an error
+        return web.Response(status=499, reason="Client Closed Request")
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         message = localize("internal_error", "internal server error", culture)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from stream_server.decoder.results import Word
 from stream_server.events import (
     Event,
+    EventsDropped,
     SessionStarted,
     SpeechStarted,
     SpeechStopped,
@@ -102,6 +103,8 @@ def _body(event: Event, count_tokens: Callable[[str], int]) -> dict:
                 "input_token_details": {"audio_tokens": audio_tokens, "text_tokens": event.prompt_tokens},
             },
         } | ({"channels": [c.fields() for c in event.channels]} if event.channels else {})
+    if isinstance(event, EventsDropped):
+        return {"type": "session.events_dropped", "count": event.count, "first_seq": event.first, "last_seq": event.seq}
     if isinstance(event, StreamFailed):
         return {
             "type": "error",

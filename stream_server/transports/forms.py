@@ -177,6 +177,16 @@ async def _read_field(part: BodyPartReader, form: Form) -> None:
     form.fields.setdefault(part.name, []).append(value.decode("utf-8", "replace"))
 
 
+async def bounded_chunks(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """`chunks` as they come, raising PayloadTooLarge as soon as they pass `limit` bytes."""
+    total = 0
+    async for chunk in chunks:
+        total += len(chunk)
+        if total > limit:
+            raise too_large(limit)
+        yield chunk
+
+
 async def read_bounded(chunks: AsyncIterator[bytes], limit: int, error: Exception) -> bytes:
     """Collect `chunks`, raising `error` as soon as they pass `limit` bytes."""
     data = bytearray()

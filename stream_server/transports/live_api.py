@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 from aiohttp import web
 
-from stream_server.engine.sessions import LiveSession
+from stream_server.engine.sessions import LiveSession, is_session_id
 from stream_server.errors import Forbidden, InvalidRequest, NotFound
 from stream_server.events import SessionStarted, StreamFailed, TextCommitted
 from stream_server.principals import ANONYMOUS_ID
@@ -98,9 +98,17 @@ def _not_found(request: web.Request) -> NotFound:
     return NotFound(f"no session '{session_id}'", param="session_id", code="session_not_found")
 
 
+def _session_id(request: web.Request) -> str:
+    """The id in the path, checked to be a session id's exact form (else 404) before any lookup."""
+    session_id = request.match_info["session_id"]
+    if not is_session_id(session_id):
+        raise _not_found(request)
+    return session_id
+
+
 def _live_session(request: web.Request) -> LiveSession | None:
     """The session if this process still holds it; another key's session is a 403."""
-    session = request.app[SESSIONS].get(request.match_info["session_id"])
+    session = request.app[SESSIONS].get(_session_id(request))
     if session is not None and not principal_of(request).may_access(session.owner or ANONYMOUS_ID):
         raise Forbidden("this session belongs to another API key", param="session_id", code="forbidden")
     return session
@@ -110,12 +118,12 @@ def _live_session(request: web.Request) -> LiveSession | None:
 async def get_session(request: web.Request) -> web.Response:
     session = _live_session(request)
     if session is None:  # finished before a restart: the stored transcript
-        record = await request.app[STORAGE].get_session(request.match_info["session_id"])
+        record = await request.app[STORAGE].get_session(_session_id(request))
         if record is None:
             raise _not_found(request)
         if not principal_of(request).may_access(record.owner):
             raise Forbidden("this session belongs to another API key", param="session_id", code="forbidden")
-        return web.json_response({**session_object(record), "status": "completed"})
+        return web.json_response(session_object(record))
     return web.json_response(live_session_object(session))
 
 

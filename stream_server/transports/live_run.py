@@ -1,5 +1,9 @@
 """One live stream from start to end, whatever carries it (SSE, WebSocket): the session, its
-transcriber fed from a PCM iterator, the caller's balance, and what is kept afterwards."""
+transcriber fed from a PCM iterator, the caller's balance, and what is kept afterwards.
+
+On shutdown (SIGTERM) every run stops taking audio, decodes what it was given (for at most
+`--shutdown-drain` seconds), and then its session ends with `server_shutdown`: clients hear the text of
+all the audio they sent, and it is stored, whatever transport carries them."""
 
 from __future__ import annotations
 
@@ -43,7 +47,7 @@ from stream_server.vad.segmenter import VadOptions
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(eq=False)
 class LiveRun:
     session: LiveSession
     transcriber: AdaptiveTranscriber | MultiChannelTranscriber
@@ -53,6 +57,8 @@ class LiveRun:
     service: TranscriptionService
     """The local backend's service the stream decodes on, chosen at its start."""
     feeding: asyncio.Task | None = None
+    stopping: bool = False
+    """Set on shutdown: the feed stops, and what was received is still decoded."""
 
     @property
     def billed_seconds(self) -> float:
@@ -61,6 +67,10 @@ class LiveRun:
         if isinstance(transcriber, MultiChannelTranscriber):
             return transcriber.channel_seconds
         return transcriber.received_seconds
+
+
+LIVE_RUNS = web.AppKey("live_runs", set[LiveRun])
+"""The runs not yet ended (stopped and drained on shutdown)."""
 
 
 def stream_options(
@@ -153,6 +163,7 @@ async def start_live_run(
         raise
     run = LiveRun(session, transcriber, principal, ticket, service)
     run.feeding = asyncio.ensure_future(_feed(pcm, run, allowance))
+    app[LIVE_RUNS].add(run)
     return run
 
 
@@ -177,14 +188,17 @@ async def _feed(pcm: AsyncIterator[np.ndarray], run: LiveRun, allowance: float |
             if allowance is not None and run.billed_seconds > allowance:
                 raise InsufficientBalance("insufficient balance: the key's audio seconds ran out during the stream")
         await transcriber.finish()
-    except ServiceError as exc:
-        await transcriber.cancel()
+    except ServiceError as exc:  # the input's fault (too large, not audio, balance): keep what came before it
+        await transcriber.finish(done=False)
         session.publish(StreamFailed(message=exc.message, code=exc.code or "invalid_request", error_type=exc.error_type))
     except (ConnectionError, asyncio.IncompleteReadError) as exc:
         await transcriber.cancel()
         session.fail(f"the upload broke off: {exc or type(exc).__name__}", "upload_incomplete")
     except asyncio.CancelledError:
-        await transcriber.cancel()
+        if run.stopping:  # shutdown: no more audio, but what came is decoded
+            await transcriber.finish(done=False)
+        else:
+            await transcriber.cancel()
         raise
     except Exception:
         log.exception("live stream %s failed", session.id)
@@ -203,10 +217,37 @@ async def end_live_run(app: web.Application, run: LiveRun, reason: str = "the cl
         await run.transcriber.cancel()
     finally:
         run.ticket.release()
+        app[LIVE_RUNS].discard(run)
     session = run.session
     if session.outcome is None:
         session.fail(reason, "client_disconnected")
     await asyncio.shield(_keep(app, run))
+
+
+def session_error(session: LiveSession) -> dict | None:
+    """A failed session's error object, as its error event carried it; None otherwise."""
+    failure = session.outcome
+    if not isinstance(failure, StreamFailed):
+        return None
+    return {"message": failure.message, "type": failure.error_type, "param": None, "code": failure.code}
+
+
+async def stop_live_runs(app: web.Application) -> None:
+    """on_shutdown, before the transports close their sockets: stop every run's feed, let each
+    decode what it received (all together, for at most `shutdown_drain_s`), then end the
+    sessions with `server_shutdown` (each transport closes its clients on that event)."""
+    runs = [run for run in app[LIVE_RUNS] if run.feeding is not None and not run.feeding.done()]
+    for run in runs:
+        run.stopping = True
+        run.feeding.cancel()
+    if runs:
+        await asyncio.wait([run.feeding for run in runs], timeout=app[SETTINGS].shutdown_drain_s)
+    app[SESSIONS].close_all("the server is shutting down")
+
+
+def setup(app: web.Application) -> None:
+    app[LIVE_RUNS] = set()
+    app.on_shutdown.append(stop_live_runs)
 
 
 def stored_details(session: LiveSession) -> dict:
@@ -238,6 +279,8 @@ async def _keep(app: web.Application, run: LiveRun) -> None:
                 created_at=session.created_at,
                 ended_at=time.time(),
                 details=stored_details(session),
+                status=session.status,
+                error=session_error(session),
             )
         )
     except Exception:

@@ -1,19 +1,26 @@
 """GET /metrics: the server's load in Prometheus' text exposition format (version 0.0.4),
-written by hand. Protected like /v1 when API keys are configured (any valid key)."""
+written by hand, followed by the standard process metrics (prometheus_client's
+ProcessCollector: `process_resident_memory_bytes`, `process_open_fds`,
+`process_cpu_seconds_total`, ...). Protected like /v1 when API keys are configured (any valid key)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
 from stream_server.engine.admission import REFUSAL_REASONS
 from stream_server.engine.telemetry import Histogram
-from stream_server.transports.appkeys import ADMISSION, LATENCY, SERVICE
+from stream_server.transports.appkeys import ADMISSION, LATENCY, SERVICE, SESSIONS
+from stream_server.transports.limits import LIMITS, REFUSALS
 
 routes = web.RouteTableDef()
 PREFIX = "stream_server_"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PROCESS = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=PROCESS)  # reads /proc/self on Linux; elsewhere it reports nothing
 
 
 class Exposition:
@@ -104,4 +111,12 @@ async def metrics(request: web.Request) -> web.Response:
         "Wall seconds from the audio at a word's end arriving to the word being committed.",
         latency.commit_latency,
     )
-    return web.Response(text=out.text(), headers={"Content-Type": CONTENT_TYPE})
+    limits, sessions = app[LIMITS], app[SESSIONS]
+    refused = out.family("requests_refused_total", "counter", "Requests and sockets refused by a per-client bound, by bound.")
+    for reason in REFUSALS:
+        out.sample(refused, limits.refused[reason], {"reason": reason})
+    out.single("open_request_addresses", "gauge", "Client addresses with a request open.", len(limits.per_address))
+    out.single("sessions_in_memory", "gauge", "Live and recently ended sessions held for replay.", sessions.held)
+    out.single("asyncio_tasks", "gauge", "Tasks alive on the server's event loop.", len(asyncio.all_tasks()))
+    text = out.text() + generate_latest(PROCESS).decode()
+    return web.Response(text=text, headers={"Content-Type": CONTENT_TYPE})

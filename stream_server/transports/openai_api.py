@@ -27,6 +27,7 @@ from stream_server.audio.wav import wav_bytes
 from stream_server.transports.forms import (
     Form,
     body_chunks,
+    bounded_chunks,
     check_declared_length,
     open_multipart,
     parse_bool,
@@ -181,13 +182,14 @@ async def create_transcription(request: web.Request) -> web.StreamResponse:
 async def _transcribe_multipart(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     reader = await open_multipart(request)
+    check_declared_length(request, settings.max_upload_bytes)  # before any field is read
     form, file_part = await read_fields_until_file(reader)
     if file_part is not None and parse_bool(form.get("stream"), "stream"):
         params = parse_transcription_request(form, served_model_names(request))
-        chunks = part_chunks(file_part, settings.idle_timeout_s)
+        # a file keeps --max-upload-mb when it streams too; only raw bodies and sockets run as long as the speech
+        chunks = bounded_chunks(part_chunks(file_part, settings.idle_timeout_s), settings.max_upload_bytes)
         pcm = container_pcm(chunks, form.filename, settings.max_upload_bytes, params.channels.multichannel)
         return await _respond_live(request, params, pcm, whole=_declares_whole_file(request))
-    check_declared_length(request, settings.max_upload_bytes)  # a live upload has no length limit
     form = await read_rest(reader, form, file_part, settings.max_upload_bytes)
     return await _transcribe_form(request, form)
 

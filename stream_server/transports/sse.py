@@ -1,4 +1,6 @@
-"""Server-Sent Events: the headers proxies need, newline-safe framing, periodic keep-alives."""
+"""Server-Sent Events: the headers proxies need, newline-safe framing, periodic keep-alives,
+and a bound on a client that stops reading: aiohttp holds at most about 64 KiB unsent before a
+write waits, and a write that waits longer than `--sse-send-timeout` drops the client."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class EventStream:
             }
         )
         self._keepalive_s = request.app[SETTINGS].sse_keepalive_s
+        self._send_timeout_s = request.app[SETTINGS].sse_send_timeout_s
         self._lock = asyncio.Lock()
         self._keepalive: asyncio.Task | None = None
 
@@ -44,8 +47,16 @@ class EventStream:
         await self._write(frame)
 
     async def _write(self, frame: str) -> None:
+        """ConnectionResetError once the client is gone, or reads nothing for the send timeout."""
         async with self._lock:
-            await self.response.write(frame.encode())
+            try:
+                await asyncio.wait_for(self.response.write(frame.encode()), self._send_timeout_s)
+            except asyncio.TimeoutError:
+                if self._request.transport is not None:
+                    self._request.transport.abort()
+                raise ConnectionResetError(
+                    f"the client read nothing for {self._send_timeout_s:g} s and was dropped"
+                ) from None
 
     async def _ping(self) -> None:
         """A lone comment line, no blank line after it: it joins the next event's block and is

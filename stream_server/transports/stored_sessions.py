@@ -6,22 +6,21 @@ from __future__ import annotations
 from aiohttp import web
 
 from stream_server.engine.sessions import LiveSession
-from stream_server.errors import ServiceError
-from stream_server.events import StreamFailed
 from stream_server.principals import ANONYMOUS_ID
 from stream_server.storage import SessionRecord
 from stream_server.transports.appkeys import SESSIONS, STORAGE
 from stream_server.transports.auth import principal_of
-from stream_server.transports.errors import service_error_body
-from stream_server.transports.live_run import stored_details
+from stream_server.transports.live_run import session_error, stored_details
 
 routes = web.RouteTableDef()
 
 
 def session_object(s: SessionRecord) -> dict:
+    """A stored (finished) session; a failed one carries its error."""
     return {
         "object": "audio.session",
         "id": s.id,
+        "status": s.status,
         "model": s.model,
         "language": s.language,
         "text": s.transcript,
@@ -30,7 +29,7 @@ def session_object(s: SessionRecord) -> dict:
         "ended_at": int(s.ended_at),
         "key_id": s.owner,
         **s.details,
-    }
+    } | ({"error": s.error} if s.error else {})
 
 
 def live_session_object(session: LiveSession) -> dict:
@@ -50,8 +49,8 @@ def live_session_object(session: LiveSession) -> dict:
         ],
     }
     body |= stored_details(session)
-    if isinstance(session.outcome, StreamFailed):
-        body["error"] = service_error_body(ServiceError(session.outcome.message, code=session.outcome.code))["error"]
+    if error := session_error(session):
+        body["error"] = error
     return body
 
 
@@ -61,5 +60,5 @@ async def list_sessions(request: web.Request) -> web.Response:
     owner = None if principal.is_admin else principal.key_id
     live = [live_session_object(s) for s in request.app[SESSIONS].live() if principal.may_access(s.owner or ANONYMOUS_ID)]
     sessions = await request.app[STORAGE].list_sessions(owner=owner)
-    finished = [session_object(s) | {"status": "completed"} for s in sessions]
+    finished = [session_object(s) for s in sessions]
     return web.json_response({"object": "list", "data": live + finished})

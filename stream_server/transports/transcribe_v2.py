@@ -76,10 +76,13 @@ async def read_json(request: web.Request) -> object:
 
 
 def prefers_text(accept: str) -> bool:
-    """True when Accept ranks text/plain above JSON (JSON wins ties and the default)."""
-    ranks = {"application/json": 0.0, "text/plain": 0.0}
+    """True when Accept ranks text/plain above JSON (JSON wins ties and the default). Each type
+    takes the q of the most specific range that names it (RFC 9110 12.5.1): an exact type over
+    `type/*` over `*/*`, so `application/json;q=0, */*` refuses JSON whatever the wildcard says."""
+    ranks = {"application/json": (-1, 0.0), "text/plain": (-1, 0.0)}  # (specificity, q)
     for item in accept.split(","):
         kind, *params = (p.strip() for p in item.split(";"))
+        kind = kind.lower()
         q = 1.0
         for p in params:
             if p.startswith("q="):
@@ -87,12 +90,18 @@ def prefers_text(accept: str) -> bool:
                     q = float(p[2:])
                 except ValueError:
                     q = 0.0
-        for media in ranks:
-            if kind.lower() == media:
-                ranks[media] = max(ranks[media], q + 0.001)  # exact beats wildcard
-            elif kind == "*/*" or (kind.endswith("/*") and media.startswith(kind[:-1])):
-                ranks[media] = max(ranks[media], q)
-    return ranks["text/plain"] > ranks["application/json"]
+        for media, (specificity, _) in ranks.items():
+            if kind == media:
+                level = 2
+            elif kind.endswith("/*") and media.startswith(kind[:-1]):
+                level = 1
+            elif kind == "*/*":
+                level = 0
+            else:
+                continue
+            if level > specificity:
+                ranks[media] = (level, q)
+    return ranks["text/plain"][1] > ranks["application/json"][1]
 
 
 def clock(seconds: float) -> str:

@@ -31,6 +31,7 @@ from stream_server.transports.auth import TWILIO_PATH, presented_key, principal_
 from stream_server.transports.channel_params import ChannelRequest
 from stream_server.transports.errors import service_error_body
 from stream_server.transports.forms import UploadStalled
+from stream_server.transports.limits import LimitedWebSocket, check_auth_allowed, note_failed_auth
 from stream_server.transports.live_run import LiveRun, end_live_run, start_live_run
 from stream_server.transports.twilio_signature import SIGNATURE_HEADER, signature_valid
 from stream_server.transports.websocket_api import HEARTBEAT_S, MAX_MESSAGE_BYTES, WEBSOCKETS
@@ -50,7 +51,7 @@ class TwilioError(InvalidRequest):
 
 @routes.get(TWILIO_PATH)
 async def twilio_stream(request: web.Request) -> web.StreamResponse:
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES)
+    ws = LimitedWebSocket(request, heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES)
     if not ws.can_prepare(request).ok:
         raise InvalidRequest(f"{TWILIO_PATH} speaks WebSocket (Twilio Media Streams)", code="websocket_required")
     await ws.prepare(request)
@@ -149,9 +150,11 @@ class _Call:
         keys = self.request.app[KEYS]
         if not keys.enabled:
             return principal_of(self.request)
+        check_auth_allowed(self.request)
         key = parameters.get("api_key") or presented_key(self.request)
         principal = keys.identify(str(key)) if key else None
         if principal is None:
+            note_failed_auth(self.request)
             problem = "incorrect API key provided" if key else "missing API key"
             raise Unauthorized(f'{problem}: give it as <Parameter name="api_key" value="..."/> or ?api_key=')
         return principal

@@ -29,6 +29,7 @@ from stream_server.transports.channel_params import ChannelRequest, parse_channe
 from stream_server.transports.errors import error_body, service_error_body
 from stream_server.transports.event_json import event_json
 from stream_server.transports.forms import FIELD_LIMIT, Form, UploadStalled
+from stream_server.transports.limits import LimitedWebSocket
 from stream_server.transports.live_run import LiveRun, end_live_run, live_backend, start_live_run
 from stream_server.transports.openai_api import parse_bool, served_model_names
 from stream_server.transports.route_params import parse_route
@@ -136,7 +137,7 @@ class SerialSocket:
 @routes.get(STREAM_PATH)
 async def stream_audio(request: web.Request) -> web.StreamResponse:
     params = parse_stream_params(request)
-    ws = web.WebSocketResponse(protocols=(SUBPROTOCOL,), heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES)
+    ws = LimitedWebSocket(request, protocols=(SUBPROTOCOL,), heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES)
     if not ws.can_prepare(request).ok:
         raise InvalidRequest(
             f"{STREAM_PATH} speaks WebSocket: open it with a WebSocket client", code="websocket_required"
@@ -207,6 +208,9 @@ async def _receive(socket: SerialSocket, run: LiveRun, inbox: AudioInbox, decode
         except asyncio.TimeoutError:
             _fail(run, UploadStalled(f"no audio or keepalive arrived for {idle_s:g} s; the stream was ended"))
             continue
+        except ServiceError as exc:  # too many messages a second
+            _fail(run, exc)
+            continue
         if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
             return
         if session.outcome is not None or (ending and message.type == WSMsgType.BINARY):
@@ -275,10 +279,10 @@ def _fail(run: LiveRun, error: ServiceError) -> None:
 
 
 async def close_all(app: web.Application) -> None:
-    """on_shutdown: end the live sessions (each socket's sender then sends the error event and
-    closes with 1001), and after a moment close whatever socket is still open."""
+    """on_shutdown, after live_run.stop_live_runs ended the sessions (each socket's sender then
+    sends the error event and closes with 1001): after a moment close whatever socket is still open."""
     sockets = list(app[WEBSOCKETS])
-    app[SESSIONS].close_all("the server is shutting down")
+    app[SESSIONS].close_all("the server is shutting down")  # any session no run carries
     for _ in range(round(SHUTDOWN_GRACE_S / 0.05)):
         if all(ws.closed for ws in sockets):
             break

@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from stream_server.audio import SAMPLE_RATE
 from stream_server.decoder.results import Segment, Transcription, Word
@@ -54,10 +55,8 @@ async def test_a_cancelled_waiter_is_skipped_and_errors_reach_the_caller():
     def broken() -> None:
         raise RuntimeError("model failed")
 
-    try:
+    with pytest.raises(RuntimeError, match="model failed"):
         await scheduler.run(broken)
-    except RuntimeError as exc:
-        assert "model failed" in str(exc)
     assert ran == []
     assert scheduler.busy == 0
 

@@ -1,5 +1,8 @@
 import os
+import sqlite3
 import time
+
+import pytest
 
 from stream_server.storage import LocalStorage, SessionRecord, UsageRecord
 from stream_server.storage.blobs import TEMP_PREFIX
@@ -41,10 +44,8 @@ async def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
-    try:
+    with pytest.raises(OSError, match="disk full"):
         await storage.save_file(b"data", filename="x.wav", purpose="p", owner="k", duration=1)
-    except OSError:
-        pass
     monkeypatch.undo()
     assert await storage.list_files() == []
     assert os.listdir(tmp_path / "files") == []
@@ -98,6 +99,33 @@ async def test_sessions_by_owner(tmp_path):
     assert await storage.list_sessions() == [s1, s2]
     assert await storage.get_session("sess-2") == s2
     assert await storage.get_session("nope") is None
+    await storage.close()
+
+
+async def test_a_failed_session_keeps_its_status_and_error(tmp_path):
+    storage = await LocalStorage.open(tmp_path)
+    error = {"message": "the upload broke off", "type": "invalid_request_error", "param": None, "code": "upload_incomplete"}
+    failed = SessionRecord("sess-3", "a", "tiny.en", "en", "half", 1.0, 1.0, 2.0, status="failed", error=error)
+    await storage.save_session(failed)
+    await storage.close()
+    storage = await LocalStorage.open(tmp_path)
+    assert await storage.get_session("sess-3") == failed
+    await storage.close()
+
+
+async def test_a_catalog_from_before_session_status_opens_with_its_sessions_completed(tmp_path):
+    old = sqlite3.connect(tmp_path / "catalog.sqlite3")
+    old.executescript(
+        "CREATE TABLE sessions (id TEXT PRIMARY KEY, owner TEXT NOT NULL, model TEXT NOT NULL, language TEXT NOT NULL,"
+        " transcript TEXT NOT NULL, duration REAL NOT NULL, created_at REAL NOT NULL, ended_at REAL NOT NULL,"
+        " details TEXT NOT NULL DEFAULT '{}');"
+        "INSERT INTO sessions VALUES ('sess-1', 'a', 'tiny.en', 'en', 'hello', 1.0, 1.0, 2.0, '{}');"
+        "PRAGMA user_version=2;"
+    )
+    old.close()
+    storage = await LocalStorage.open(tmp_path)
+    record = await storage.get_session("sess-1")
+    assert (record.transcript, record.status, record.error) == ("hello", "completed", None)
     await storage.close()
 
 

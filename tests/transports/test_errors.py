@@ -13,19 +13,24 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from aiohttp import FormData
+from whisper_normalizer.english import EnglishTextNormalizer
 
 from stream_server.app import create_app
 from stream_server.errors import InvalidRequest
 from stream_server.audio import SAMPLE_RATE
 from stream_server.audio.wav import wav_bytes
+from stream_server.audio.decode import decode_file
 from stream_server.metered import MeteredTranscriber
 from stream_server.settings import Settings
 from stream_server.transports import openai_api
-from stream_server.transports.forms import read_rest
+from stream_server.transports.forms import FIELD_LIMIT, FORM_OVERHEAD, read_rest
 from tests.conftest import audio_path, serve_in_thread
+from tests.live_helpers import read_sse
 
+normalise = EnglishTextNormalizer()
 URL = "/v1/audio/transcriptions"
 SMALL_LIMIT = 100_000
+JFK = "ask not what your country can do for you"
 
 
 async def assert_error(response, status: int, *, code: str | None = None, param: str | None = None) -> dict:
@@ -59,14 +64,20 @@ def form(*, model: str | None = "whisper-1", file: bytes | None = None, filename
 MULTIPART = "multipart/form-data; boundary=b"
 
 
-def multipart_body(file: bytes, model: str = "whisper-1") -> bytes:
-    """A complete multipart body by hand, for requests aiohttp's client would not send."""
+def multipart_body(file: bytes, model: str = "whisper-1", **fields: bytes) -> bytes:
+    """A complete multipart body by hand, for requests aiohttp's client would not send; `fields`
+    come first, in order."""
     return (
-        b'--b\r\nContent-Disposition: form-data; name="model"\r\n\r\n' + model.encode() + b"\r\n"
-        b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+        b"".join(_field(name, value) for name, value in fields.items())
+        + _field("model", model.encode())
+        + b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
         + file
         + b"\r\n--b--\r\n"
     )
+
+
+def _field(name: str, value: bytes) -> bytes:
+    return f'--b\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value + b"\r\n"
 
 
 def jfk() -> bytes:
@@ -196,6 +207,39 @@ async def test_oversize_chunked_without_length(make_client):
     response = await client.post(URL, data=chunks(), headers={"Content-Type": MULTIPART})
     assert "Content-Length" not in response.request_info.headers
     await assert_error(response, 413, code="file_too_large", param="file")
+
+
+@pytest.mark.parametrize("stream", [b"false", b"true"])
+async def test_the_declared_length_is_checked_before_any_field_is_read(make_client, stream):
+    """A Content-Length over the limit is a 413 before the fields are read, streaming or not: a
+    text field over its own 64 KiB limit in front would otherwise answer 400 first."""
+    client = await make_client(max_upload_bytes=SMALL_LIMIT)
+    body = multipart_body(b"\0" * SMALL_LIMIT, prompt=b"x" * (FIELD_LIMIT + 1), stream=stream)
+    assert len(body) > SMALL_LIMIT + FORM_OVERHEAD
+    response = await client.post(URL, data=body, headers={"Content-Type": MULTIPART})
+    await assert_error(response, 413, code="file_too_large", param="file")
+
+
+async def test_a_streamed_file_keeps_the_upload_limit_without_a_length(make_client):
+    """stream=true, chunked: the text streams, and the file is cut off at --max-upload-mb with
+    an error event (a raw body or a WebSocket has no such limit: it runs as long as the speech).
+    The file is longer than FFmpeg's probe (5 MB), so the cut comes after decoding began."""
+    limit = 6 * 1024 * 1024
+    client = await make_client(max_upload_bytes=limit)
+    speech = decode_file(jfk())
+    audio = np.concatenate([speech, np.zeros(limit // 2 + SAMPLE_RATE * 10, np.float32)])
+    body = multipart_body(wav_bytes(audio), stream=b"true")
+    assert len(body) > limit + FORM_OVERHEAD
+
+    async def chunks():
+        for start in range(0, len(body), 64 * 1024):
+            yield body[start : start + 64 * 1024]
+
+    response = await client.post(URL, data=chunks(), headers={"Content-Type": MULTIPART})
+    assert response.status == 200 and "Content-Length" not in response.request_info.headers
+    events = [e.data for e in await read_sse(response) if isinstance(e.data, dict)]
+    assert [e["error"]["code"] for e in events if "error" in e] == ["file_too_large"]
+    assert JFK in normalise("".join(e.get("delta", "") for e in events)), "the text before the cut is kept"
 
 
 async def test_within_limit_still_works(make_client):

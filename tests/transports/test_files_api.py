@@ -1,7 +1,9 @@
 """The files API and transcription by file id, through the openai SDK and plain HTTP."""
 
 import asyncio
+import errno
 import io
+import os
 import socket
 import time
 import json
@@ -12,6 +14,8 @@ import openai
 import pytest
 
 from stream_server.principals import key_id
+from stream_server.storage import blobs
+from stream_server.transports.appkeys import STORAGE
 from tests.conftest import audio_path, serve_in_thread
 
 SHORT = "en_cheetah_test_en.wav"  # "Today only platforms one and three are used."
@@ -190,3 +194,43 @@ async def test_ownership_is_by_key_hash(client, settings):
     assert retrieved["id"] == stored["id"]
     usage = await (await client.get("/v1/usage", headers=K1)).json()
     assert usage["key_id"] == key_id("k1")
+
+
+async def test_a_full_disk_is_a_507_and_leaves_no_partial_file(client, monkeypatch):
+    """The blob's bytes are written, then the disk fills before they are durable: the answer is
+    OpenAI-shaped, nothing is listed, and no temp file is left (a tmpfs stand-in: os.fsync)."""
+    storage = client.app[STORAGE]
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(blobs.os, "fsync", full)
+    data = {"purpose": "user_data", "file": audio_path(SHORT).open("rb")}
+    response = await client.post("/v1/files", data=data, headers=K1)
+    monkeypatch.undo()
+    assert response.status == 507
+    assert await response.json() == {
+        "error": {
+            "message": "the server's disk is full: the file was not stored",
+            "type": "server_error",
+            "param": None,
+            "code": "insufficient_storage",
+        }
+    }
+    assert await storage.list_files() == []
+    assert os.listdir(storage.root / "files") == []
+    assert (await upload(client))["status"] == "processed", "with room again, uploads work"
+
+
+@pytest.mark.parametrize("file_id", ["..%2F..%2Fcatalog.sqlite3", "file-x' OR '1'='1", "file-" + "0" * 23, "FILE-" + "a" * 24])
+async def test_a_file_id_not_of_the_exact_form_is_a_404_before_any_lookup(client, monkeypatch, file_id):
+    storage = client.app[STORAGE]
+    looked_up = []
+    original = storage.get_file
+    monkeypatch.setattr(storage, "get_file", lambda i: looked_up.append(i) or original(i))
+    for method, path in [("GET", ""), ("GET", "/content"), ("DELETE", "")]:
+        response = await client.request(method, f"/v1/files/{file_id}{path}", headers=K1)
+        assert response.status == 404 and (await response.json())["error"]["code"] == "file_not_found"
+    response = await client.post("/v1/audio/transcriptions", data={"model": "whisper-1", "file_id": file_id}, headers=K1)
+    assert response.status == 404
+    assert looked_up == []

@@ -17,8 +17,8 @@ from openai._streaming import ServerSentEvent, SSEDecoder
 from whisper_normalizer.english import EnglishTextNormalizer
 
 from stream_server.app import create_app
-from stream_server.audio import SAMPLE_RATE
-from stream_server.transports.appkeys import SERVICE, SESSIONS
+from stream_server.audio import SAMPLE_RATE, live
+from stream_server.transports.appkeys import SERVICE, SESSIONS, STORAGE
 from tests.conftest import audio_path, serve_in_thread
 from tests.live_helpers import RAW_S16LE, PacedUpload, of_type, pcm16k, read_sse, s16le
 
@@ -242,6 +242,23 @@ async def test_garbage_in_a_container_stream_is_an_error_event(client):
     assert (await client.get("/health")).status == 200
 
 
+async def test_a_failed_session_is_stored_as_failed_with_its_error(aiohttp_client, client, settings, speech_model):
+    """After a restart the stored session still says it failed and why, not `completed`."""
+    response = await client.post(live_url(), data=b"\x00garbage" * 4000, headers={"Content-Type": "audio/wav"})
+    session_id = response.headers["X-Session-Id"]
+    await read_sse(response)
+    async with asyncio.timeout(30):  # the handler stores the session once the stream is answered
+        while await client.app[STORAGE].get_session(session_id) is None:
+            await asyncio.sleep(0.05)
+    await client.close()
+    restarted = await aiohttp_client(create_app(settings, model=speech_model))
+    stored = await (await restarted.get(f"/v1/audio/sessions/{session_id}")).json()
+    assert stored["status"] == "failed"
+    assert stored["error"]["code"] == "invalid_audio" and stored["error"]["type"] == "invalid_request_error"
+    listed = (await (await restarted.get("/v1/audio/sessions")).json())["data"]
+    assert [(s["id"], s["status"], s["error"]["code"]) for s in listed] == [(session_id, "failed", "invalid_audio")]
+
+
 def _encode(audio: np.ndarray, container: str, codec: str, rate: int) -> bytes:
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=container) as out:
@@ -263,7 +280,12 @@ def _encode(audio: np.ndarray, container: str, codec: str, rate: int) -> bytes:
     ("container", "codec", "rate", "streams"),
     [("ogg", "libopus", 48000, True), ("mp3", "libmp3lame", 16000, True), ("mp4", "aac", 16000, False)],
 )
-async def test_containers_stream_and_mp4_falls_back_to_whole_file(client, container, codec, rate, streams):
+async def test_containers_stream_and_mp4_falls_back_to_whole_file(client, monkeypatch, container, codec, rate, streams):
+    """ogg and mp3 decode as they arrive; mp4 (its index may sit at the end) is decoded whole
+    once uploaded: the fallback's decode_file is called for it alone."""
+    whole_file_decodes = []
+    original = live.decode_file
+    monkeypatch.setattr(live, "decode_file", lambda *a: whole_file_decodes.append(a[1:]) or original(*a))
     audio = pcm16k("en_jfk_16k.wav")
     data = _encode(audio, container, codec, rate)
     form = {"model": "whisper-1", "stream": "true", "file": io.BytesIO(data)}
@@ -271,12 +293,12 @@ async def test_containers_stream_and_mp4_falls_back_to_whole_file(client, contai
     events = await read_sse(response)
     done = of_type(events, "transcript.text.done")
     assert done and JFK_WORDS in normalise(done[0]["text"]), (container, events[-3:])
+    assert len(whole_file_decodes) == (0 if streams else 1), container
 
 
 @pytest.mark.parametrize(
     ("content_type", "convert"),
     [
-        ("audio/L16;rate=8000;channels=2", lambda a: np.repeat((a * 32767).astype(">i2")[:, None], 2, 1).tobytes()),
         ("audio/PCMU", lambda a: _g711(a, "pcm_mulaw")),
         ("audio/PCMA", lambda a: _g711(a, "pcm_alaw")),
     ],
@@ -285,12 +307,42 @@ async def test_telephony_raw_formats(client, content_type, convert):
     audio = pcm16k("en_ls_1995-1837-0001.wav")
     eight_k = _resample(audio, 8000)
     data = convert(eight_k)
-    rate = 8000 * (2 * (2 if "channels=2" in content_type else 1) if "L16" in content_type else 1)
     response = await client.post(
-        live_url(), data=PacedUpload(data, rate, speed=20.0), headers={"Content-Type": content_type}
+        live_url(), data=PacedUpload(data, 8000, speed=20.0), headers={"Content-Type": content_type}
     )
     done = of_type(await read_sse(response), "transcript.text.done")
     assert "great sorrow of his life" in normalise(done[0]["text"])
+
+
+def _l16_stereo(left: np.ndarray, right: np.ndarray) -> bytes:
+    """Two different 8 kHz signals, interleaved big-endian: a channel bug cannot hide."""
+    length = max(len(left), len(right))
+    rows = np.zeros((length, 2), np.float32)
+    rows[: len(left), 0], rows[: len(right), 1] = left, right
+    return (np.clip(rows, -1, 1) * 32767).astype(">i2").tobytes()
+
+
+@pytest.mark.parametrize("multichannel", [False, True])
+async def test_l16_stereo_keeps_each_channel(client, multichannel):
+    """Left speaks first, right after it; mixed, the text has both in order; per channel, each
+    channel has its own words (a swapped, dropped or mis-interleaved channel shows)."""
+    left = _resample(pcm16k("en_ls_1995-1837-0001.wav"), 8000)
+    right = _resample(pcm16k("en_jfk_16k.wav"), 8000)
+    pause = np.zeros(8000, np.float32)
+    data = _l16_stereo(np.concatenate([left, pause]), np.concatenate([np.zeros(len(left) + len(pause), np.float32), right]))
+    url = live_url(multichannel="true") if multichannel else live_url()
+    response = await client.post(
+        url, data=PacedUpload(data, 8000 * 2 * 2, speed=20.0), headers={"Content-Type": "audio/L16;rate=8000;channels=2"}
+    )
+    done = of_type(await read_sse(response), "transcript.text.done")[0]
+    if multichannel:
+        texts = [normalise(c["text"]) for c in done["channels"]]
+        assert "great sorrow of his life" in texts[0] and JFK_WORDS not in texts[0]
+        assert JFK_WORDS in texts[1] and "great sorrow" not in texts[1]
+    else:
+        text = normalise(done["text"])
+        assert "great sorrow of his life" in text and JFK_WORDS in text
+        assert text.index("great sorrow") < text.index("ask not")
 
 
 def _resample(audio: np.ndarray, rate: int) -> np.ndarray:

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from stream_server.transports.transcribe_v2 import prefers_text
 from tests.conftest import audio_path
 from tests.transports.test_files_api import K1, K2, SHORT, upload
 
@@ -130,3 +131,22 @@ async def test_transcribe_uploaded_audio_still_works_without_file_id(client):
     data = {"model": "whisper-1", "file": audio_path(SHORT).open("rb")}
     response = await client.post("/v1/audio/transcriptions", data=data, headers=K1)
     assert response.status == 200
+
+
+@pytest.mark.parametrize(
+    ("accept", "text"),
+    [
+        ("", False),
+        ("*/*", False),  # a tie: JSON
+        ("text/plain", True),
+        ("application/json", False),
+        ("application/json;q=0, */*", True),  # JSON refused outright: the wildcard does not bring it back
+        ("application/json;q=0, text/*", True),
+        ("text/plain;q=0.5, application/json;q=0.9", False),
+        ("text/plain;q=0.9, application/json;q=0.5", True),
+        ("text/*;q=0.8, */*;q=0.1", True),
+        ("text/plain;q=0, */*", False),
+    ],
+)
+def test_accept_gives_each_type_the_q_of_its_most_specific_range(accept, text):
+    assert prefers_text(accept) is text

@@ -17,6 +17,7 @@ from whisper_normalizer.english import EnglishTextNormalizer
 from stream_server.app import create_app
 from stream_server.audio.decode import decode_file
 from stream_server.transports.appkeys import SESSIONS
+from stream_server.transports.live_run import LIVE_RUNS
 from tests.conftest import audio_path
 from tests.speech import reference, word_errors
 
@@ -177,11 +178,15 @@ async def test_a_finalized_utterance_comes_while_the_client_waits(client) -> Non
             if event["type"] == "transcript.utterance.done":
                 utterances.append(event)
     assert utterances[-1]["end"] == pytest.approx(4.5, abs=0.05)
-    assert "fellow americans" in normalise(" ".join(u["text"] for u in utterances))
+    heard = normalise(" ".join(u["text"] for u in utterances))
+    assert heard.endswith("fellow americans ask not"), "every word said before the cut is there"
     assert not ws.closed  # the stream stays open after a finalize
     await ws.send_str(json.dumps({"type": "close"}))
     rest = await receive_all(ws)
     assert ws.close_code == 1000 and rest[-1]["type"] == "transcript.text.done"
+    later = [e for e in rest if e["type"] == "transcript.utterance.done" and e["text"]]
+    assert normalise(rest[-1]["text"]) == normalise(" ".join(u["text"] for u in utterances + later))
+    assert normalise(rest[-1]["text"]).startswith(heard), "the done text keeps the finalized utterance whole"
 
 
 async def test_bad_controls_get_error_events_and_the_socket_stays_usable(client) -> None:
@@ -355,16 +360,28 @@ class TestKeys:
         assert (await keyed.get(f"/v1/audio/sessions/{session_id}?api_key=k1")).status == 401
 
 
-async def test_server_shutdown_closes_live_sockets_with_going_away(client) -> None:
+async def test_server_shutdown_decodes_what_came_then_closes_with_going_away(aiohttp_client, settings, speech_model) -> None:
+    """SIGTERM's path: the audio already sent is decoded and its text sent and stored, then the
+    stream ends with server_shutdown and 1001."""
+    settings = replace(settings, shutdown_drain_s=BOUND_S)  # a hang guard: the machine is shared
+    client = await aiohttp_client(create_app(settings, model=speech_model))
     ws = await client.ws_connect("/v1/audio/stream")
     session_id = json.loads((await ws.receive()).data)["session_id"]
-    await ws.send_bytes(s16(speech()[:16000]))
+    await ws.send_bytes(s16(speech()[: int(16000 * 4.5)]))  # "And so my fellow Americans, ask not"
+    async with asyncio.timeout(BOUND_S):  # until the server holds all of it, most of it undecoded
+        while not (runs := client.app[LIVE_RUNS]) or next(iter(runs)).transcriber.received_seconds < 4.5:
+            await asyncio.sleep(0.02)
     closing = asyncio.ensure_future(client.server.close())
     events = await receive_all(ws)
     await closing
     assert ws.close_code == 1001
     assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "server_shutdown"
     assert client.app[SESSIONS].get(session_id).status == "failed"
+    sent = "".join(e["delta"] for e in events if e["type"] == "transcript.text.delta")
+    assert "fellow americans ask not" in normalise(sent), "the text of every second sent came before the close"
+    restarted = await aiohttp_client(create_app(settings, model=speech_model))
+    stored = await (await restarted.get(f"/v1/audio/sessions/{session_id}")).json()
+    assert (stored["status"], stored["error"]["code"], stored["text"]) == ("failed", "server_shutdown", sent)
 
 
 async def test_a_silent_client_is_ended_after_the_idle_timeout(aiohttp_client, settings, speech_model) -> None:

@@ -1,0 +1,126 @@
+"""One long live stream: the server's memory stays flat however long the speech runs.
+
+    python scripts/fault_soak.py --minutes 60                   # the hour the issue asks for
+    python scripts/fault_soak.py --minutes 10 --transport both  # a shorter run
+
+Starts `stream-server serve` (bench_stream.Server; `--server-arg` adds flags, e.g. a smaller
+`--max-session-events` so that the log's bound is reached within a short run) and streams the
+dev feed, looped, at real-time pace, over the WebSocket, a chunked raw HTTP body, or both at
+once, for `--minutes`. Every `--every` seconds it reads /metrics (`process_resident_memory_bytes`,
+`stream_server_asyncio_tasks`, `process_open_fds`) and prints a JSON line; at the end, RSS at
+the first sample after warm-up (the first tenth of the run), the maximum, the last, and the
+slope of a least-squares line through the samples after warm-up, in MB per hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_load import scrape  # noqa: E402
+from bench_stream import REPO, Server  # noqa: E402
+
+from stream_server.audio import SAMPLE_RATE  # noqa: E402
+from stream_server.audio.decode import decode_file  # noqa: E402
+
+RAW = "audio/pcm;encoding=s16le;rate=16000"
+FRAME = SAMPLE_RATE // 10 * 2
+
+
+def looped(pcm: bytes, until: float):
+    while time.monotonic() < until:
+        for offset in range(0, len(pcm), FRAME):
+            yield pcm[offset : offset + FRAME]
+
+
+async def paced(pcm: bytes, until: float):
+    started, sent = time.monotonic(), 0
+    for frame in looped(pcm, until):
+        yield frame
+        sent += 1
+        await asyncio.sleep(max(0.0, started + sent * 0.1 - time.monotonic()))
+
+
+async def over_websocket(url: str, pcm: bytes, until: float) -> dict:
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(url.replace("http", "ws") + "/v1/audio/stream?partials=true")
+        events = 0
+
+        async def read() -> None:
+            nonlocal events
+            async for message in ws:
+                events += 1
+
+        reader = asyncio.ensure_future(read())
+        async for frame in paced(pcm, until):
+            await ws.send_bytes(frame)
+        await ws.send_str(json.dumps({"type": "close"}))
+        await reader
+        return {"transport": "websocket", "events": events, "close_code": ws.close_code}
+
+
+async def over_http(url: str, pcm: bytes, until: float) -> dict:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+        async with session.put(
+            f"{url}/v1/audio/transcriptions?stream=true&partials=true", data=paced(pcm, until), headers={"Content-Type": RAW}
+        ) as response:
+            events = 0
+            async for line in response.content:
+                events += line.startswith(b"data: ")
+            return {"transport": "http", "events": events, "status": response.status}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--every", type=float, default=30.0)
+    parser.add_argument("--transport", choices=["websocket", "http", "both"], default="both")
+    parser.add_argument("--server-arg", action="append", default=[])
+    args = parser.parse_args()
+    audio = decode_file((REPO.parent / "shared" / "audio" / "en_dev_feed_16k.wav").read_bytes())
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    server = Server("tiny.en", Path(tempfile.mkdtemp(prefix="fault-soak-")), args.server_arg)
+    try:
+        await server.ready()
+        started = time.monotonic()
+        until = started + args.minutes * 60
+        kinds = ["websocket", "http"] if args.transport == "both" else [args.transport]
+        jobs = [asyncio.ensure_future((over_websocket if k == "websocket" else over_http)(server.url, pcm, until)) for k in kinds]
+        samples = []
+        while not all(j.done() for j in jobs):
+            await asyncio.sleep(args.every)
+            metrics = await scrape(server.url)
+            sample = {
+                "minute": round((time.monotonic() - started) / 60, 2),
+                "rss_mb": round(metrics["process_resident_memory_bytes"] / 2**20, 1),
+                "tasks": metrics["stream_server_asyncio_tasks"],
+                "open_fds": metrics["process_open_fds"],
+                "live_streams": metrics["stream_server_live_streams"],
+            }
+            samples.append(sample)
+            print(json.dumps(sample), flush=True)
+        results = [j.result() for j in jobs]
+        warm = [s for s in samples if s["minute"] >= args.minutes / 10 and s["live_streams"] > 0] or samples
+        minutes = np.array([s["minute"] for s in warm])
+        rss = np.array([s["rss_mb"] for s in warm])
+        slope = float(np.polyfit(minutes, rss, 1)[0] * 60) if len(warm) > 2 else float("nan")
+        print(json.dumps({
+            "minutes": args.minutes, "transports": results, "rss_after_warmup_mb": warm[0]["rss_mb"],
+            "rss_max_mb": float(rss.max()), "rss_last_mb": warm[-1]["rss_mb"], "slope_mb_per_hour": round(slope, 1),
+        }))
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
