@@ -27,6 +27,7 @@ from stream_server.settings import Settings
 from stream_server.engine.sessions import SessionHub
 from stream_server.storage import LocalStorage
 from stream_server.transports import (
+    docs_api,
     files_api,
     live_api,
     metrics_api,
@@ -93,6 +94,7 @@ def create_app(
     app.add_routes(transcribe_v2.routes)
     app.add_routes(metrics_api.routes)
     app.add_routes(providers_api.routes)
+    app.add_routes(docs_api.routes)
     websocket_api.setup(app)
     app.add_routes(twilio_api.routes)
     static_page.setup(app)
