@@ -45,7 +45,7 @@ async def respond_live(
     run = await start_live_run(
         request.app,
         principal_of(request),
-        pcm,
+        await opened(pcm),
         language=language,
         prompt=prompt,
         route=route,
@@ -72,6 +72,20 @@ async def respond_live(
             return sse.response
     finally:
         await end_live_run(request.app, run)
+
+
+async def opened(pcm: AsyncIterator[np.ndarray]) -> AsyncIterator[np.ndarray]:
+    """`pcm` once its first piece is in: audio that cannot be opened at all (not audio, no audio
+    track, empty) fails here, as a 400 before any event, like the same upload without stream=true."""
+    first = await anext(pcm, None)
+
+    async def chained() -> AsyncIterator[np.ndarray]:
+        if first is not None:
+            yield first
+        async for piece in pcm:
+            yield piece
+
+    return chained()
 
 
 class _DeltaLabels:
