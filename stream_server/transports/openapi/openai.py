@@ -23,7 +23,11 @@ from stream_server.transports.openapi.parts import (
 from stream_server.transports.openapi.events import CHANNEL, LOGPROB, NUMBER, TEXT
 
 FIELDS = {
-    "model": {"type": "string", "description": "The served model's name or one of OpenAI's (see GET /v1/models)."},
+    "model": {
+        "type": "string",
+        "description": "The served model's name or one of OpenAI's (see GET /v1/models).",
+        "examples": ["whisper-1"],
+    },
     "language": {"type": "string", "description": "ISO-639-1; a language the model cannot do is a 400."},
     "prompt": {"type": "string", "maxLength": 65536},
     "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "json"},

@@ -18,6 +18,7 @@ ERROR_STATUSES = {
     502: "Every eligible remote provider failed.",
     503: "The model is not loaded yet.",
 }
+FRAMING_ERROR = "A request the HTTP layer cannot parse (a request line or header over 8190 bytes)."
 COMMON_ERRORS = (401, 405)
 """Answers any protected route may give, whatever its parameters."""
 
@@ -76,7 +77,10 @@ def error_responses() -> dict:
         headers = {"Retry-After": {"schema": {"type": "integer"}}} if status == 429 else None
         if status == 405:
             headers = {"Allow": {"schema": {"type": "string"}}}
-        out[f"Error{status}"] = response(description, json_body(ref("Error")), headers)
+        content = json_body(ref("Error"))
+        if status == 400:  # aiohttp's HTTP parser answers these itself, before the app sees them
+            content["text/plain"] = {"schema": {"type": "string"}, "description": FRAMING_ERROR}
+        out[f"Error{status}"] = response(description, content, headers)
     return out
 
 
