@@ -125,7 +125,7 @@ def test_each_transcription_format_matches(contract: Contract, fields: dict, con
 def test_a_live_stream_its_session_and_its_feed_match(contract: Contract) -> None:
     answer = contract.call("POST", "/v1/audio/transcriptions", **form(model="whisper-1", stream="true", partials="true"))
     events = sse_events(answer.text)
-    assert {"transcript.text.partial", "transcript.text.done"} <= {e["type"] for e in events}
+    assert {"session.created", "transcript.utterance.done", "transcript.text.done"} <= {e["type"] for e in events}
     session_id = answer.headers["X-Session-Id"]
     ids = {"session_id": session_id}
     session = contract.call("GET", "/v1/audio/sessions/{session_id}", ids).json()

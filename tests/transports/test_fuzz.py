@@ -13,6 +13,7 @@ CASES = 6
 def test_generated_requests_on_every_route_get_documented_answers(live_server: str) -> None:
     report = fuzz(live_server, CASES)
     operations = {(m.upper(), p) for p, item in build_spec(keys_enabled=False)["paths"].items() for m in item}
+    operations.discard(("GET", "/openapi.json"))  # schemathesis leaves out the document it was loaded from
     assert {tuple(label.split(" ", 1)) for label in report.per_operation} == operations
     assert not report.failures, "\n\n".join(report.failures)
     assert report.server_errors == 0 and report.cases > 100

@@ -79,7 +79,7 @@ def error_responses() -> dict:
             headers = {"Allow": {"schema": {"type": "string"}}}
         content = json_body(ref("Error"))
         if status == 400:  # aiohttp's HTTP parser answers these itself, before the app sees them
-            content["text/plain"] = {"schema": {"type": "string"}, "description": FRAMING_ERROR}
+            content["text/plain"] = {"schema": {"type": "string", "description": FRAMING_ERROR}}
         out[f"Error{status}"] = response(description, content, headers)
     return out
 
