@@ -173,6 +173,8 @@ def test_the_files_api_and_v2_on_a_stored_file_match(contract: Contract) -> None
     assert contract.call("GET", "/v1/files/{file_id}/content", ids).content == jfk()
     by_id = contract.call("POST", "/v1/audio/transcriptions", data={"model": "whisper-1", "file_id": stored["id"]})
     assert "country" in by_id.json()["text"].lower()
+    missing = contract.call("POST", "/api/v2/Audio/transcribe/file", json={"modelId": "whisper-1", "fileId": "file-missing"})
+    assert missing.json()["error"]["code"] == "file_not_found"
     v2 = contract.call("POST", "/api/v2/Audio/transcribe/file", json={"modelId": "whisper-1", "fileId": stored["id"]})
     assert "country" in v2.json()["transcript"].lower()
     text = contract.call(
@@ -193,6 +195,7 @@ def test_the_files_api_and_v2_on_a_stored_file_match(contract: Contract) -> None
         ("GET", "/v1/files", {"params": {"order": "up"}}, "order"),
         ("POST", "/api/v2/Audio/transcribe/file", {"data": b"{", "headers": {"Content-Type": "application/json"}}, None),
         ("POST", "/api/v2/Audio/transcribe/file", {"json": {"modelId": "whisper-1"}}, "fileId"),
+        ("POST", "/api/v2/Audio/transcribe/file", {"json": {"modelId": "whisper-1", "fileId": "x" * 257}}, "fileId"),
         ("GET", "/v1/audio/stream", {}, None),
         ("GET", "/v1/audio/stream", {"params": {"encoding": "mp3"}}, "encoding"),
         ("GET", "/v1/twilio/stream", {}, None),
@@ -218,13 +221,20 @@ async def test_websocket_messages_match(contract: Contract) -> None:
         validator.validate(message)
 
 
-def test_a_keyed_server_states_its_security_and_its_401s_match(settings, speech_model) -> None:
-    with serve_in_thread(replace(settings, api_keys=("sk-contract",)), speech_model) as url:
+def test_a_keyed_server_states_its_security_and_its_401s_and_403s_match(settings, speech_model) -> None:
+    with serve_in_thread(replace(settings, api_keys=("sk-a", "sk-b")), speech_model) as url:
         contract = Contract(url)
         assert contract.spec["security"] == [{"bearer": []}]
-        refused = contract.call("GET", "/v1/models")
-        assert (refused.status_code, refused.json()["error"]["code"]) == (401, "invalid_api_key")
+        for route in ("/v1/models", "/v1/usage", "/v1/providers", "/v1/audio/sessions", "/metrics"):
+            refused = contract.call("GET", route)
+            assert (refused.status_code, refused.json()["error"]["code"]) == (401, "invalid_api_key")
         wrong = contract.call("GET", "/v1/files", headers={"Authorization": "Bearer sk-wrong"})
         assert wrong.status_code == 401
-        assert contract.call("GET", "/v1/models", headers={"Authorization": "Bearer sk-contract"}).status_code == 200
         assert contract.call("GET", "/health").status_code == 200
+        a, b = ({"Authorization": f"Bearer {key}"} for key in ("sk-a", "sk-b"))
+        stored = contract.call("POST", "/v1/files", files={"file": (JFK, jfk())}, data={"purpose": "x"}, headers=a).json()
+        ids = {"file_id": stored["id"]}
+        for method, route in (("GET", "/v1/files/{file_id}"), ("GET", "/v1/files/{file_id}/content"), ("DELETE", "/v1/files/{file_id}")):
+            assert contract.call(method, route, ids, headers=b).status_code == 403
+        v2 = {"modelId": "whisper-1", "fileId": stored["id"]}
+        assert contract.call("POST", "/api/v2/Audio/transcribe/file", json=v2, headers=b).status_code == 403

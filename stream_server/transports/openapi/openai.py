@@ -167,7 +167,7 @@ PATHS = {
             "responses": {
                 "200": response("Loaded.", json_body(ref("Health"))),
                 "503": response("Loading, or the load failed (`detail`).", json_body(ref("Health"))),
-                **errors(),
+                **errors(keyed=False),
             },
         }
     },

@@ -9,7 +9,7 @@ HTML = {"text/html": {"schema": {"type": "string"}}}
 OPEN = {"security": []}
 
 PATHS = {
-    "/": {"get": {"operationId": "captionsPage", "summary": "The live-captions page", **OPEN, "responses": {"200": response("The page.", HTML), **errors()}}},
+    "/": {"get": {"operationId": "captionsPage", "summary": "The live-captions page", **OPEN, "responses": {"200": response("The page.", HTML), **errors(keyed=False)}}},
     PAGE_PREFIX + "{file}": {
         "get": {
             "operationId": "pageFile",
@@ -18,7 +18,7 @@ PATHS = {
             "parameters": [param("file", "path", {"type": "string"})],
             "responses": {
                 "200": response("The file."),
-                **errors(403),
+                **errors(403, keyed=False),
                 "404": response(
                     "No such file: an empty body for a name under the folder, OpenAI's error otherwise.",
                     {**json_body(ref("Error")), "application/octet-stream": {"schema": {"const": ""}}},
@@ -31,7 +31,7 @@ PATHS = {
             "operationId": "openapi",
             "summary": "This document",
             **OPEN,
-            "responses": {"200": response("OpenAPI 3.1.", json_body({"type": "object"})), **errors()},
+            "responses": {"200": response("OpenAPI 3.1.", json_body({"type": "object"})), **errors(keyed=False)},
         }
     },
     "/docs": {
@@ -39,7 +39,7 @@ PATHS = {
             "operationId": "docs",
             "summary": "This document as a page (no scripts, works offline)",
             **OPEN,
-            "responses": {"200": response("The page.", HTML), **errors()},
+            "responses": {"200": response("The page.", HTML), **errors(keyed=False)},
         }
     },
 }

@@ -20,7 +20,7 @@ ERROR_STATUSES = {
 }
 FRAMING_ERROR = "A request the HTTP layer cannot parse (a request line or header over 8190 bytes)."
 COMMON_ERRORS = (401, 405)
-"""Answers any protected route may give, whatever its parameters."""
+"""Answers any route under the keys may give, whatever its parameters (an open one: only 405)."""
 
 
 def ref(name: str) -> Schema:
@@ -65,9 +65,11 @@ def ok_json(description: str, schema: Schema) -> dict:
     return {"200": response(description, json_body(schema))}
 
 
-def errors(*statuses: int) -> dict:
-    """The error responses of a route: those named, plus COMMON_ERRORS."""
-    return {str(status): {"$ref": f"#/components/responses/Error{status}"} for status in sorted({*statuses, *COMMON_ERRORS})}
+def errors(*statuses: int, keyed: bool = True) -> dict:
+    """The error responses of a route: those named, plus COMMON_ERRORS (less 401 when the
+    route is open whatever the keys)."""
+    common = COMMON_ERRORS if keyed else tuple(s for s in COMMON_ERRORS if s != 401)
+    return {str(status): {"$ref": f"#/components/responses/Error{status}"} for status in sorted({*statuses, *common})}
 
 
 def error_responses() -> dict:

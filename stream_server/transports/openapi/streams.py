@@ -40,7 +40,7 @@ PATHS = {
             "description": "Twilio sets no headers: the key comes as `api_key` or in the stream's `start` message.",
             "security": [],
             "parameters": [query("api_key", {"type": "string"}), CULTURE],
-            "responses": {**UPGRADE, **errors(400)},
+            "responses": {**UPGRADE, **errors(400, keyed=False)},
         }
     },
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from stream_server.transports.openapi.events import NUMBER, TEXT
-from stream_server.transports.openapi.parts import CULTURE, errors, json_body, obj, param, ref, response
+from stream_server.transports.openapi.parts import CULTURE, errors, json_body, obj, ref, response
 from stream_server.transports.transcribe_v2 import FIELDS, PATH
 
 INTEGER = {"type": "integer"}
@@ -30,10 +30,8 @@ PATHS = {
         "post": {
             "operationId": "transcribeStoredFile",
             "summary": "Transcribe a stored file, with token usage and cost",
-            "parameters": [
-                param("Accept", "header", {"type": "string"}, "text/plain ranked above JSON: the transcript as text."),
-                CULTURE,
-            ],
+            "description": "With `Accept` ranking text/plain above JSON, the transcript alone as text.",
+            "parameters": [CULTURE],
             "requestBody": {"required": True, "content": json_body(ref("FileTranscriptionRequest"))},
             "responses": {
                 "200": response(
