@@ -144,6 +144,12 @@ class _Pipe(io.RawIOBase):
         self._buffer = self._buffer[size:]
         return size
 
+    def drain(self) -> None:
+        """Take what the feeder still sends, up to its end mark, so that it never blocks on a
+        full pipe once FFmpeg stops reading (at the end, or early on an error)."""
+        while not self._ended:
+            self._ended = self.chunks.get() == b""
+
 
 def _frames(container: av.container.InputContainer, stream: av.AudioStream) -> Iterator[av.AudioFrame]:
     """The stream's frames, less those of packets FFmpeg cannot decode (a file cut off mid-frame
@@ -180,8 +186,7 @@ async def container_pcm(
         except BaseException as exc:  # handed to the event loop, which decides
             loop.call_soon_threadsafe(out.put_nowait, exc)
         finally:
-            while pipe.chunks.get() != b"":  # let the feeder finish without blocking
-                pass
+            pipe.drain()
 
     kept = bytearray()
 
