@@ -4,7 +4,7 @@ and the observer endpoints of a session (its transcript, its event feed with rep
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import numpy as np
 from aiohttp import web
@@ -30,7 +30,7 @@ SESSION_HEADER = "X-Session-Id"
 
 async def respond_live(
     request: web.Request,
-    pcm: AsyncIterator[np.ndarray],
+    pcm: AsyncGenerator[np.ndarray, None],
     *,
     language: str | None,
     prompt: str | None,
@@ -42,17 +42,22 @@ async def respond_live(
     partial_decodes: bool = True,
 ) -> web.StreamResponse:
     """Transcribe `pcm` as it arrives and answer with SSE while it does."""
-    run = await start_live_run(
-        request.app,
-        principal_of(request),
-        await opened(pcm),
-        language=language,
-        prompt=prompt,
-        route=route,
-        channels=channels,
-        channel_count=channel_count,
-        partial_decodes=partial_decodes,
-    )
+    audio = await opened(pcm)
+    try:
+        run = await start_live_run(
+            request.app,
+            principal_of(request),
+            audio,
+            language=language,
+            prompt=prompt,
+            route=route,
+            channels=channels,
+            channel_count=channel_count,
+            partial_decodes=partial_decodes,
+        )
+    except BaseException:  # refused (429, balance): stop the decoding that opening it started
+        await pcm.aclose()
+        raise
     session = run.session
     count_tokens = run.service.model.count_tokens
     label = _DeltaLabels(session)
@@ -74,7 +79,7 @@ async def respond_live(
         await end_live_run(request.app, run)
 
 
-async def opened(pcm: AsyncIterator[np.ndarray]) -> AsyncIterator[np.ndarray]:
+async def opened(pcm: AsyncGenerator[np.ndarray, None]) -> AsyncIterator[np.ndarray]:
     """`pcm` once its first piece is in: audio that cannot be opened at all (not audio, no audio
     track, empty) fails here, as a 400 before any event, like the same upload without stream=true."""
     first = await anext(pcm, None)

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+from dataclasses import replace
 
 import aiohttp
 import pytest
 from aiohttp import WSMsgType
 
-from tests.broken_audio import corpus
+from stream_server.app import create_app
+from tests.broken_audio import CLIP, corpus
+from tests.live_helpers import RAW_S16LE, PacedUpload, pcm16k, s16le
 
 URL = "/v1/audio/transcriptions"
 BOUND_S = 60
@@ -30,7 +34,7 @@ def tasks() -> set[asyncio.Task]:
 
 async def back_to(baseline: set[asyncio.Task]) -> None:
     """Wait (bounded) until every task started since `baseline` has ended."""
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(BOUND_S):
         while tasks() - baseline:
             await asyncio.sleep(0.05)
 
@@ -141,3 +145,18 @@ async def test_float_pcm_holding_no_numbers_is_invalid_audio_on_a_raw_body_and_t
     async with asyncio.timeout(BOUND_S):
         messages = [json.loads(m.data) async for m in ws if m.type == WSMsgType.TEXT]
     assert is_openai_error(messages[-1]) and ws.close_code == 1008
+
+
+async def test_a_refused_container_stream_stops_the_decoding_its_opening_started(aiohttp_client, settings, speech_model) -> None:
+    """stream=true opens the audio before admission; a 429 then must not leave FFmpeg's thread
+    or the upload feeder behind."""
+    client = await aiohttp_client(create_app(replace(settings, max_streams=1), model=speech_model))
+    held = await client.put(f"{URL}?stream=true", data=PacedUpload(s16le(pcm16k(CLIP)), 32000), headers={"Content-Type": RAW_S16LE})
+    baseline = tasks()
+    refused = await client.post(URL, data=multipart("truncated_half.wav", stream="true"))
+    assert refused.status == 429 and (await refused.json())["error"]["type"] == "rate_limit_error"
+    await back_to(baseline)
+    async with asyncio.timeout(10):
+        while any(t.name == "container-decode" for t in threading.enumerate()):
+            await asyncio.sleep(0.05)
+    held.close()
