@@ -145,7 +145,7 @@ def _transcribe(method: str) -> dict:
             "`file_id`; or a raw audio body (`audio/pcm;encoding=s16le;rate=16000`, `audio/L16`, "
             "`audio/PCMU`, a container) with the fields as query parameters. A raw body may leave `model` out."
         ),
-        "parameters": [CULTURE, *(query(name, schema) for name, schema in FIELDS.items() if name != "prompt")],
+        "parameters": [CULTURE, *(query(name, schema) for name, schema in FIELDS.items())],
         "requestBody": {
             "required": True,
             "content": {

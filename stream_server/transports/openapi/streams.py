@@ -8,6 +8,11 @@ from stream_server.transports.openapi.openai import FIELDS
 from stream_server.transports.openapi.parts import CULTURE, errors, query, ref, response
 from stream_server.transports.websocket_api import ENCODINGS
 
+SOCKET_FIELDS = (
+    "model", "language", "prompt", "partials", "multichannel", "channel_labels",
+    "preference", "allowed_providers", "eu_native", "allow_quantization",
+)
+"""The transcription fields the WebSocket takes as query parameters."""
 UPGRADE = {"101": response("Switching protocols: the WebSocket is open.")}
 
 PATHS = {
@@ -16,20 +21,18 @@ PATHS = {
             "operationId": "streamAudio",
             "summary": "Live audio over a WebSocket (docs/PROTOCOL_WEBSOCKET.md)",
             "description": "Binary messages: audio in `encoding`; text messages: JSON controls "
-            "`finalize`, `close`, `keepalive`. Every refusal comes before the upgrade, as an HTTP error.",
+            "`finalize`, `close`, `keepalive`. Refusals come before the upgrade, as HTTP errors, except "
+            "one for capacity: a browser cannot read a refused handshake, so that is an `error` message "
+            "and close code 1013 after it.",
             "parameters": [
-                query("model", FIELDS["model"]),
-                query("language", FIELDS["language"]),
                 query("encoding", {"type": "string", "enum": list(ENCODINGS)}),
                 query("sample_rate", {"type": "integer", "minimum": 1000, "maximum": 384000}),
                 query("channels", {"type": "integer", "minimum": 1, "maximum": 8}),
-                query("partials", FIELDS["partials"]),
-                query("prompt", FIELDS["prompt"]),
-                *(query(name, FIELDS[name]) for name in ("multichannel", "channel_labels", "preference", "allowed_providers", "eu_native", "allow_quantization")),
+                *(query(name, FIELDS[name]) for name in SOCKET_FIELDS),
                 query("api_key", {"type": "string"}, "The key, for browsers (or a `bearer.<key>` subprotocol)."),
                 CULTURE,
             ],
-            "responses": {**UPGRADE, **errors(400, 403, 404, 429)},
+            "responses": {**UPGRADE, **errors(400, 503)},
             "x-websocket": {"server-messages": ref("SocketMessage"), "close-codes": [1000, 1001, 1008, 1011, 1013]},
         }
     },
