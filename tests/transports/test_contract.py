@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
-from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -51,7 +50,8 @@ def test_every_registered_route_is_described_and_nothing_else(tmp_path) -> None:
     app = create_app(Settings(data_dir=tmp_path))
     spec = build_spec(keys_enabled=False)
     registered, described = registered_routes(app), described_routes(spec)
-    assert not registered - described, f"routes missing from the OpenAPI document: {sorted(registered - described)}"
+    missing = sorted(registered - described)
+    assert not missing, f"describe these routes in stream_server/transports/openapi/ (a piece's PATHS): {missing}"
     assert not described - registered, f"the document describes routes the app lacks: {sorted(described - registered)}"
 
 
