@@ -28,6 +28,7 @@ from stream_server.engine.sessions import SessionHub
 from stream_server.storage import LocalStorage
 from stream_server.transports import (
     deepgram_api,
+    docs_api,
     files_api,
     live_api,
     live_run,
@@ -99,6 +100,7 @@ def create_app(
     app.add_routes(transcribe_v2.routes)
     app.add_routes(metrics_api.routes)
     app.add_routes(providers_api.routes)
+    app.add_routes(docs_api.routes)
     live_run.setup(app)  # before the sockets' own shutdown: runs drain first
     websocket_api.setup(app)
     app.add_routes(twilio_api.routes)

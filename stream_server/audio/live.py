@@ -12,7 +12,7 @@ import asyncio
 import io
 import queue
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import av
@@ -89,6 +89,7 @@ class RawDecoder:
         self._codec.layout = {1: "mono", 2: "stereo"}.get(fmt.channels, f"{fmt.channels}c")
         width = 4 if fmt.encoding == "f32le" else 2 if fmt.encoding.startswith("s16") else 1
         self._block = width * fmt.channels
+        self._floats = fmt.encoding == "f32le"
         self._carry = b""
         self._to_16k = _To16k(split, fmt.channels)
 
@@ -98,6 +99,11 @@ class RawDecoder:
         self._carry = data[whole:]
         if not whole:
             return self._to_16k.empty()
+        if self._floats and not np.isfinite(np.frombuffer(data, "<f4", whole // 4)).all():
+            raise AudioDecodeError(
+                "the f32le audio holds samples that are not numbers (NaN or infinity): it is not float PCM",
+                param="encoding",
+            )
         frames = self._codec.decode(av.Packet(data[:whole]))
         pieces = [self._to_16k(f) for f in frames]
         return np.concatenate(pieces, axis=-1) if pieces else self._to_16k.empty()
@@ -138,6 +144,22 @@ class _Pipe(io.RawIOBase):
         self._buffer = self._buffer[size:]
         return size
 
+    def drain(self) -> None:
+        """Take what the feeder still sends, up to its end mark, so that it never blocks on a
+        full pipe once FFmpeg stops reading (at the end, or early on an error)."""
+        while not self._ended:
+            self._ended = self.chunks.get() == b""
+
+
+def _frames(container: av.container.InputContainer, stream: av.AudioStream) -> Iterator[av.AudioFrame]:
+    """The stream's frames, less those of packets FFmpeg cannot decode (a file cut off mid-frame
+    ends with one): a whole file is decoded the same way (faster-whisper's decode_audio)."""
+    for packet in container.demux(stream):
+        try:
+            yield from packet.decode()
+        except av.InvalidDataError:
+            continue
+
 
 async def container_pcm(
     chunks: AsyncIterator[bytes], filename: str | None, max_buffer_bytes: int, split: bool = False
@@ -154,7 +176,7 @@ async def container_pcm(
         try:
             with av.open(pipe, mode="r") as container:
                 stream = container.streams.audio[0]
-                for frame in container.decode(stream):
+                for frame in _frames(container, stream):
                     pcm = to_16k(frame)
                     if pcm.shape[-1]:
                         streamed.set()
@@ -164,8 +186,7 @@ async def container_pcm(
         except BaseException as exc:  # handed to the event loop, which decides
             loop.call_soon_threadsafe(out.put_nowait, exc)
         finally:
-            while pipe.chunks.get() != b"":  # let the feeder finish without blocking
-                pass
+            pipe.drain()
 
     kept = bytearray()
 

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import re
 import time
 import uuid
 
@@ -87,9 +88,15 @@ def caller(request: web.Request) -> Principal:
     return principal
 
 
+def header_text(text: str) -> str:
+    """`text` fit for a header value: ASCII, no control characters (a message may quote the
+    client's input, newlines included)."""
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", text.encode("ascii", "replace").decode())
+
+
 def error_response(error: ServiceError, request: str) -> web.Response:
     status, body = messages.http_error_body(error, request)
-    headers = {"dg-request-id": request, "dg-error": error.message.encode("ascii", "replace").decode()}
+    headers = {"dg-request-id": request, "dg-error": header_text(error.message)}
     if isinstance(error, Overloaded):
         headers["Retry-After"] = str(max(1, round(error.retry_after)))
     return web.json_response(body, status=status, headers=headers)

@@ -4,7 +4,7 @@ and the observer endpoints of a session (its transcript, its event feed with rep
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import numpy as np
 from aiohttp import web
@@ -30,7 +30,7 @@ SESSION_HEADER = "X-Session-Id"
 
 async def respond_live(
     request: web.Request,
-    pcm: AsyncIterator[np.ndarray],
+    pcm: AsyncGenerator[np.ndarray, None],
     *,
     language: str | None,
     prompt: str | None,
@@ -44,18 +44,23 @@ async def respond_live(
 ) -> web.StreamResponse:
     """Transcribe `pcm` as it arrives and answer with SSE while it does (`whole`: it is a whole
     file, decoded as one)."""
-    run = await start_live_run(
-        request.app,
-        principal_of(request),
-        pcm,
-        language=language,
-        prompt=prompt,
-        route=route,
-        channels=channels,
-        channel_count=channel_count,
-        partial_decodes=partial_decodes,
-        whole=whole,
-    )
+    audio = await opened(pcm)
+    try:
+        run = await start_live_run(
+            request.app,
+            principal_of(request),
+            audio,
+            language=language,
+            prompt=prompt,
+            route=route,
+            channels=channels,
+            channel_count=channel_count,
+            partial_decodes=partial_decodes,
+            whole=whole,
+        )
+    except BaseException:  # refused (429, balance): stop the decoding that opening it started
+        await pcm.aclose()
+        raise
     session = run.session
     count_tokens = run.service.model.count_tokens
     label = _DeltaLabels(session)
@@ -75,6 +80,20 @@ async def respond_live(
             return sse.response
     finally:
         await end_live_run(request.app, run)
+
+
+async def opened(pcm: AsyncGenerator[np.ndarray, None]) -> AsyncIterator[np.ndarray]:
+    """`pcm` once its first piece is in: audio that cannot be opened at all (not audio, no audio
+    track, empty) fails here, as a 400 before any event, like the same upload without stream=true."""
+    first = await anext(pcm, None)
+
+    async def chained() -> AsyncIterator[np.ndarray]:
+        if first is not None:
+            yield first
+        async for piece in pcm:
+            yield piece
+
+    return chained()
 
 
 class _DeltaLabels:

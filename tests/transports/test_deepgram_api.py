@@ -176,6 +176,14 @@ async def test_an_unsupported_encoding_is_refused_in_deepgrams_shape(client):
     assert response.headers["dg-error"] == body["err_msg"] and body["request_id"] == response.headers["dg-request-id"]
 
 
+async def test_an_error_quoting_a_newline_is_still_a_deepgram_400(client):
+    """The fuzzer's find: the message (quoting the parameter) went into the `dg-error` header as it was."""
+    response = await handshake(client, f"{URL}?encoding=op%0Aus")
+    body = await response.json()
+    assert response.status == 400 and "op\nus" in body["err_msg"]
+    assert "\n" not in response.headers["dg-error"]
+
+
 async def test_a_wrong_key_is_refused_and_the_right_one_then_streams_by_the_token_subprotocol(client):
     with pytest.raises(ApiError) as refused:
         async with sdk(client, key="wrong").listen.v1.connect(model="nova-3", encoding="linear16", sample_rate=16000):

@@ -231,14 +231,13 @@ async def test_a_stalled_upload_ends_with_an_error_event(aiohttp_client, impatie
     assert errors and errors[0]["code"] == "idle_timeout"
 
 
-async def test_garbage_in_a_container_stream_is_an_error_event(client):
+async def test_garbage_in_a_container_stream_is_a_400_before_any_event(client):
+    """As without stream=true: audio that cannot be opened is refused before the SSE answer."""
     response = await client.post(
         live_url(), data=b"\x00garbage" * 4000, headers={"Content-Type": "audio/wav"}
     )
-    assert response.status == 200
-    events = await read_sse(response)
-    errors = [e.data["error"] for e in events if isinstance(e.data, dict) and "error" in e.data]
-    assert errors and errors[0]["code"] == "invalid_audio"
+    assert response.status == 400 and response.content_type == "application/json"
+    assert (await response.json())["error"]["code"] == "invalid_audio"
     assert (await client.get("/health")).status == 200
 
 
