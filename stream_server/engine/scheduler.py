@@ -8,6 +8,9 @@ newer window instead of falling further behind.
 With packing on, a live window that a slot takes shares its model call with the other queued
 windows that fit beside it (engine/packing.py): under load, several streams cost one call.
 Nothing waits for company: a window that finds a free slot runs alone.
+
+File work never takes the last slot (with two or more): a file's decode is one model call that
+may run for minutes, and two of them on two slots would leave a live stream no decode at all.
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ class DecodeScheduler:
         """How live windows share calls; None: every window runs alone."""
         self._queue: list[_Job] = []
         self._busy = 0
+        self._busy_batch = 0
+        self.batch_slots = max(1, slots - 1)
+        """The slots file work may hold at once: one stays for live streams."""
         self._order = itertools.count()
         self.decode_seconds = 0.0
         """Wall seconds spent in model calls, summed over slots."""
@@ -113,7 +119,11 @@ class DecodeScheduler:
             job = heapq.heappop(self._queue)
             if job.future.cancelled():  # its stream went away while it waited
                 continue
+            if job.priority == BATCH and self._busy_batch >= self.batch_slots:
+                heapq.heappush(self._queue, job)  # live jobs sort first: all that is left is file work
+                return
             self._busy += 1
+            self._busy_batch += job.priority == BATCH
             asyncio.ensure_future(self._execute([job, *self._companions(job)]))
 
     def _companions(self, lead: _Job) -> list[_Job]:
@@ -165,4 +175,5 @@ class DecodeScheduler:
                 self.packed_decodes += 1
                 self.packed_windows += len(jobs)
             self._busy -= 1
+            self._busy_batch -= lead.priority == BATCH
             self._dispatch()

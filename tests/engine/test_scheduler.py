@@ -61,6 +61,31 @@ async def test_a_cancelled_waiter_is_skipped_and_errors_reach_the_caller():
     assert scheduler.busy == 0
 
 
+async def test_file_work_leaves_a_slot_for_live_streams():
+    """Two long file decodes on two slots: the second waits, and a live window arriving meanwhile
+    runs on the slot left (before either file ends)."""
+    scheduler = DecodeScheduler(ThreadPoolExecutor(2), slots=2)
+    release, finished = threading.Event(), []
+
+    def file_job(name: str) -> str:
+        release.wait(10)
+        finished.append(name)
+        return name
+
+    def live_job() -> str:
+        finished.append("live")
+        return "live"
+
+    files = [asyncio.ensure_future(scheduler.run(file_job, name, priority=BATCH)) for name in ("file 1", "file 2")]
+    await asyncio.sleep(0.05)
+    assert scheduler.busy == 1 and scheduler.queue_depth == 1
+    assert await scheduler.run(live_job) == "live"
+    release.set()
+    assert await asyncio.gather(*files) == ["file 1", "file 2"]
+    assert finished == ["live", "file 1", "file 2"]
+    assert scheduler.busy == 0
+
+
 async def test_the_real_time_factor_counts_slot_time_per_audio_second_not_the_wait():
     scheduler = DecodeScheduler(ThreadPoolExecutor(2), slots=1)
     assert scheduler.realtime_factor.value is None  # until measured
