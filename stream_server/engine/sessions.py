@@ -107,6 +107,10 @@ class LiveSession:
             await changed.wait()
 
 
+def new_session_id() -> str:
+    return f"sess_{uuid.uuid4().hex}"
+
+
 class SessionHub:
     def __init__(self, keep_finished: int = 1000):
         self._sessions: OrderedDict[str, LiveSession] = OrderedDict()
@@ -121,10 +125,12 @@ class SessionHub:
         *,
         channel_labels: tuple[str, ...] | None = None,
         details: dict[str, str] | None = None,
+        session_id: str | None = None,
     ) -> LiveSession:
+        """`session_id`: an id made beforehand with new_session_id (else one is made here)."""
         self._forget_old()
         session = LiveSession(
-            id=f"sess_{uuid.uuid4().hex}",
+            id=session_id or new_session_id(),
             model=model,
             language=language,
             owner=owner,

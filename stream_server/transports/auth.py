@@ -4,7 +4,8 @@ Every request gets its caller as `request[PRINCIPAL]`: the key's principal (key 
 the key, admin flag, balance), or the one anonymous principal when no keys are configured.
 
 Browsers cannot set headers on a WebSocket or an EventSource, so on those GETs the key may also
-come as a `bearer.<key>` WebSocket subprotocol or an `api_key` query parameter.
+come as a `bearer.<key>` WebSocket subprotocol (or `openai-insecure-api-key.<key>`, what OpenAI's
+Realtime clients send) or an `api_key` query parameter.
 """
 
 from __future__ import annotations
@@ -20,12 +21,16 @@ STREAM_PATH = "/v1/audio/stream"
 TWILIO_PATH = "/v1/twilio/stream"
 """Twilio Media Streams (transports/twilio_api.py): its key may also come inside the stream's
 `start` message, so the endpoint checks it itself."""
+REALTIME_PATH = "/v1/realtime"
+"""OpenAI Realtime transcription sessions (transports/realtime_api.py): it answers a missing or
+wrong key in the protocol's own way, an `error` event after the upgrade, so it checks keys itself."""
 SESSIONS_PATH = "/v1/audio/sessions/"
 """Under it, `{id}/events` is a session's SSE feed, which browsers open with EventSource."""
 
 PROTECTED_PREFIXES = ("/v1/", "/api/")
-SUBPROTOCOL_KEY_PREFIX = "bearer."
-"""A WebSocket client may offer `bearer.<key>` among its subprotocols; it is never echoed."""
+SUBPROTOCOL_KEY_PREFIXES = ("bearer.", "openai-insecure-api-key.")
+"""A WebSocket client may offer `bearer.<key>` (or OpenAI's `openai-insecure-api-key.<key>`)
+among its subprotocols; it is never echoed."""
 QUERY_KEY_PARAM = "api_key"
 
 
@@ -40,8 +45,9 @@ def presented_key(request: web.Request) -> str | None:
         return None
     for protocol in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
         protocol = protocol.strip()
-        if protocol.startswith(SUBPROTOCOL_KEY_PREFIX) and len(protocol) > len(SUBPROTOCOL_KEY_PREFIX):
-            return protocol[len(SUBPROTOCOL_KEY_PREFIX) :]
+        for prefix in SUBPROTOCOL_KEY_PREFIXES:
+            if protocol.startswith(prefix) and len(protocol) > len(prefix):
+                return protocol[len(prefix) :]
     return request.query.get(QUERY_KEY_PARAM) or None
 
 
@@ -60,6 +66,9 @@ def principal_of(request: web.Request) -> Principal:
 
 PROTECTED_PATHS = ("/metrics",)
 """Paths outside the prefixes that also need a key when keys are configured."""
+SELF_CHECKED_PATHS = (TWILIO_PATH, REALTIME_PATH)
+"""Paths under the prefixes whose endpoint checks the key itself (a caller without a valid
+key reaches it with no principal set)."""
 
 
 @web.middleware
@@ -72,7 +81,7 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
     principal = keys.identify(key) if key is not None else None
     if principal is not None:
         request[PRINCIPAL] = principal
-    elif (request.path.startswith(PROTECTED_PREFIXES) or request.path in PROTECTED_PATHS) and request.path != TWILIO_PATH:
+    elif (request.path.startswith(PROTECTED_PREFIXES) or request.path in PROTECTED_PATHS) and request.path not in SELF_CHECKED_PATHS:
         if key is None:
             raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
         raise Unauthorized("incorrect API key provided")

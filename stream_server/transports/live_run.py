@@ -62,14 +62,22 @@ class LiveRun:
         return transcriber.received_seconds
 
 
-def stream_options(app: web.Application, partial_decodes: bool = True) -> StreamOptions:
+def stream_options(app: web.Application, partial_decodes: bool = True, vad: VadOptions | None = None) -> StreamOptions:
+    """The live streams' options from the settings; `vad` (a transport's own turn detection,
+    built on `server_vad(app)`) replaces the server's VAD options."""
     settings = app[SETTINGS]
     return StreamOptions(
         step_s=settings.stream_step_s,
         partial_decodes=partial_decodes,
         uncertain_margin_s=settings.unsure_word_wait_s,
-        vad=VadOptions(engine=settings.vad, aggressiveness=settings.vad_aggressiveness),
+        vad=vad or server_vad(app),
     )
+
+
+def server_vad(app: web.Application) -> VadOptions:
+    """The VAD options the settings give every live stream."""
+    settings = app[SETTINGS]
+    return VadOptions(engine=settings.vad, aggressiveness=settings.vad_aggressiveness)
 
 
 async def start_live_run(
@@ -84,12 +92,16 @@ async def start_live_run(
     channel_count: int = 0,
     details: dict[str, str] | None = None,
     partial_decodes: bool = True,
+    vad: VadOptions | None = None,
+    session_id: str | None = None,
 ) -> LiveRun:
     """Choose a local backend, check the caller may stream, admit it (or raise StreamRefused:
     HTTP 429, WebSocket 1013), open a session, and start feeding it in the background. Every run
     that this returns must end in end_live_run, which gives its admission back.
 
     `partial_decodes` off: a client that asked for no partials gets each utterance decoded once.
+    `vad` replaces the server's VAD options (see stream_options); `session_id` names the session
+    (a transport that told its client the id before the stream began), else one is made.
 
     With `channels.multichannel`, `pcm` yields (channels, samples) arrays and each channel gets
     its own transcriber (`channel_count` of them made up front, if known). A call is admitted as
@@ -106,7 +118,13 @@ async def start_live_run(
     try:
         labels = channels.labels if channels.multichannel else None
         session = app[SESSIONS].create(
-            model.name, language, owner=principal.key_id, provider=backend.name, channel_labels=labels, details=details
+            model.name,
+            language,
+            owner=principal.key_id,
+            provider=backend.name,
+            channel_labels=labels,
+            details=details,
+            session_id=session_id,
         )
         decode = service.window_decoder(model, language)
 
@@ -114,7 +132,7 @@ async def start_live_run(
             return LiveTranscriber(
                 decode,
                 publish,
-                stream_options(app, partial_decodes),
+                stream_options(app, partial_decodes, vad),
                 prompt,
                 observer=app[LATENCY],
                 slot_free=lambda: service.scheduler.busy < service.scheduler.slots,

@@ -114,7 +114,7 @@ def close_code(failure: StreamFailed) -> int:
     return WSCloseCode.POLICY_VIOLATION
 
 
-class _Socket:
+class SerialSocket:
     """The response with sends serialised: events and control replies come from two tasks."""
 
     def __init__(self, ws: web.WebSocketResponse):
@@ -165,7 +165,7 @@ async def stream_audio(request: web.Request) -> web.StreamResponse:
     try:
         await ws.prepare(request)
         request.app[WEBSOCKETS].add(ws)
-        socket = _Socket(ws)
+        socket = SerialSocket(ws)
         sender = asyncio.ensure_future(_send_events(socket, run, params.partials, run.service.model.count_tokens))
         try:
             decoder = RawDecoder(params.audio, split=params.channels.multichannel)
@@ -181,7 +181,7 @@ async def stream_audio(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _send_events(socket: _Socket, run: LiveRun, partials: bool, count_tokens: Callable[[str], int]) -> None:
+async def _send_events(socket: SerialSocket, run: LiveRun, partials: bool, count_tokens: Callable[[str], int]) -> None:
     """Forward the session's events; after the terminal one, close with the matching code."""
     async for event in run.session.follow():
         body = event_json(event, count_tokens, provider=run.session.provider)
@@ -193,7 +193,7 @@ async def _send_events(socket: _Socket, run: LiveRun, partials: bool, count_toke
             await socket.close(close_code(event), event.code)
 
 
-async def _receive(socket: _Socket, run: LiveRun, inbox: AudioInbox, decoder: RawDecoder, idle_s: float) -> None:
+async def _receive(socket: SerialSocket, run: LiveRun, inbox: AudioInbox, decoder: RawDecoder, idle_s: float) -> None:
     """Read until the socket closes: audio into the inbox, controls acted on."""
     ws, session = socket.ws, run.session
     warn_at = inbox.limit_s * WARN_FRACTION
