@@ -32,6 +32,7 @@ from stream_server.transports import (
     metrics_api,
     openai_api,
     providers_api,
+    realtime_api,
     static_page,
     stored_sessions,
     transcribe_v2,
@@ -95,6 +96,7 @@ def create_app(
     app.add_routes(providers_api.routes)
     websocket_api.setup(app)
     app.add_routes(twilio_api.routes)
+    realtime_api.setup(app)
     static_page.setup(app)
     app.cleanup_ctx.append(partial(_service_context, models=given))
     app.cleanup_ctx.append(_providers_context)
