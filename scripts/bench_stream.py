@@ -1,18 +1,28 @@
 """Replay an audio file at real-time pace over the live transport and measure what a user sees.
 
     python scripts/bench_stream.py --audio ../shared/audio/en_dev_feed_16k.wav --model tiny.en
+    python scripts/bench_stream.py --protocol openai-realtime   # the same, over OpenAI Realtime
 
 Starts `stream-server serve` in its own process (or uses --url), streams the file as raw s16le
 with `stream=true&partials=true` (or, `--protocol deepgram`, over Deepgram's /v1/listen), and reports: latency from a word's end in the audio to its
 first appearance (in a partial) and to its commit; from an utterance's last word to its final
 event; streaming WER vs faster-whisper run offline on the same file; server CPU seconds per
 audio second.
+
+`--protocol openai-realtime` sends the file instead as OpenAI Realtime `input_audio_buffer.append`
+events (pcm at 24 kHz, server VAD) to /v1/realtime?intent=transcription, which sends no partials:
+a word's commit is the `...transcription.delta` that carries it, an utterance's final its
+`...transcription.completed`, its end the `speech_stopped`'s `audio_end_ms`. Realtime events
+carry no word times, so each delta is paired with the native delta it was made from (the
+session's own log, replayed at /v1/audio/sessions/{id}/events afterwards) and its words timed as
+the native measure times them.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import socket
@@ -184,7 +194,122 @@ async def replay_deepgram(url: str, audio: np.ndarray, *, speed: float = 1.0, ap
     return result
 
 
-REPLAYS = {"native": replay, "websocket": replay_websocket, "deepgram": replay_deepgram}
+REALTIME_RATE = 24000
+"""OpenAI Realtime's pcm rate."""
+
+
+def pcm24k(audio: np.ndarray) -> bytes:
+    """16 kHz float32 as 24 kHz s16le, FFmpeg resampling."""
+    import av
+
+    frame = av.AudioFrame.from_ndarray((np.clip(audio, -1, 1) * 32767).astype(np.int16)[None, :], format="s16", layout="mono")
+    frame.sample_rate = SAMPLE_RATE
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=REALTIME_RATE)
+    frames = [*resampler.resample(frame), *resampler.resample(None)]
+    return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype("<i2").tobytes()
+
+
+async def replay_realtime(url: str, audio: np.ndarray, *, speed: float = 1.0, api_key: str | None = None) -> StreamResult:
+    """Stream `audio` over OpenAI Realtime at `speed` x real time; time its events as `replay`."""
+    pcm = pcm24k(audio)
+    chunk = int(CHUNK_S * REALTIME_RATE) * 2
+    clock: dict[str, float] = {}
+    result = StreamResult()
+    arrivals: list[tuple[float, dict]] = []  # (audio clock, event)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    ws_url = url.replace("http", "ws", 1) + "/v1/realtime?intent=transcription"
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with session.ws_connect(ws_url, headers=headers, max_msg_size=0) as ws:
+            created = await ws.receive_json()
+            if created.get("type") != "session.created":
+                result.error = json.dumps(created)
+                return result
+            session_id = created["session"]["id"]
+            update = {"type": "transcription", "audio": {"input": {"format": {"type": "audio/pcm", "rate": REALTIME_RATE}}}}
+            await ws.send_json({"type": "session.update", "session": update})
+
+            async def send() -> None:
+                clock["t0"] = time.monotonic()
+                for i, offset in enumerate(range(0, len(pcm), chunk)):
+                    data = base64.b64encode(pcm[offset : offset + chunk]).decode()
+                    await ws.send_json({"type": "input_audio_buffer.append", "audio": data})
+                    due = clock["t0"] + (i + 1) * CHUNK_S / speed
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                clock["sent"] = time.monotonic()
+                await ws.send_json({"type": "input_audio_buffer.commit"})  # ends a turn still open
+
+            sender = asyncio.ensure_future(send())
+            counts = {"started": 0, "committed": 0, "completed": 0}
+            end_ms = len(pcm) / 2 / REALTIME_RATE * 1000
+            reached_end = False
+            """The final commit was handled: it found no turn open (an error), or cut the open one."""
+            async for message in ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
+                event = json.loads(message.data)
+                now = (time.monotonic() - clock.get("t0", time.monotonic())) * speed
+                arrivals.append((now, event))
+                kind = event["type"]
+                if kind == "error":
+                    if event["error"].get("code") != "input_audio_buffer_commit_empty":
+                        result.error = event["error"]["message"]
+                        break
+                    reached_end = True
+                reached_end |= kind.endswith("speech_stopped") and event["audio_end_ms"] >= end_ms - 100
+                for name, suffix in (("started", "speech_started"), ("committed", "committed"), ("completed", "completed")):
+                    counts[name] += kind.endswith(suffix)
+                if reached_end and counts["committed"] == counts["completed"] >= counts["started"]:
+                    result.lag_at_end = time.monotonic() - clock["sent"]
+                    break
+            sender.cancel()
+        native = await _native_deltas(session, url, session_id)
+    _time_realtime(result, arrivals, native)
+    return result
+
+
+async def _native_deltas(session: aiohttp.ClientSession, url: str, session_id: str) -> list[dict]:
+    """The session's own `transcript.text.delta` events, replayed from its log once it ends."""
+    deltas = []
+    async with session.get(f"{url}/v1/audio/sessions/{session_id}/events") as response:
+        async for raw in response.content:
+            line = raw.decode().strip()
+            if line.startswith("data: {"):
+                event = json.loads(line[6:])
+                if event["type"] == "transcript.text.delta":
+                    deltas.append(event)
+    return deltas
+
+
+def _time_realtime(result: StreamResult, arrivals: list[tuple[float, dict]], native: list[dict]) -> None:
+    """Each realtime delta is the next native delta of the session (the same committed text), so
+    its words are timed by that delta's span; each item's final by its last word."""
+    spans = iter(native)
+    stopped: dict[str, dict] = {}
+    last_word: dict[str, float] = {}
+    for now, event in arrivals:
+        kind = event["type"]
+        if kind == "input_audio_buffer.speech_stopped":
+            stopped[event["item_id"]] = event
+        elif kind.endswith(".delta"):
+            source = next(spans)
+            assert source["delta"].strip() == event["delta"].strip(), (source["delta"], event["delta"])
+            for word_end, _ in _word_spans(source):
+                result.committed.append(now - word_end)
+                result.first_seen.append(now - word_end)  # no partials in this protocol
+                last_word[event["item_id"]] = word_end
+        elif kind.endswith(".completed"):
+            result.text = f"{result.text} {event['transcript']}".strip()
+            if event["item_id"] in last_word:
+                result.finals.append(now - last_word[event["item_id"]])
+            stop = stopped.get(event["item_id"])
+            if stop is not None:
+                result.utterance_done.append(now - stop["audio_end_ms"] / 1000)
+                started = next(e for _, e in arrivals if e["type"].endswith("speech_started") and e["item_id"] == event["item_id"])
+                result.lengths.append((stop["audio_end_ms"] - started["audio_start_ms"]) / 1000)
+
+
+REPLAYS = {"native": replay, "websocket": replay_websocket, "deepgram": replay_deepgram, "openai-realtime": replay_realtime}
 
 
 def _word_spans(delta: dict) -> list[tuple[float, float]]:
@@ -279,7 +404,7 @@ async def main() -> None:
         "--protocol",
         choices=REPLAYS,
         default="native",
-        help="native: the SSE upload; websocket: /v1/audio/stream; deepgram: /v1/listen",
+        help="native: the SSE upload; websocket: /v1/audio/stream; deepgram: /v1/listen; openai-realtime: /v1/realtime",
     )
     args = parser.parse_args()
 

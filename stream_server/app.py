@@ -35,6 +35,7 @@ from stream_server.transports import (
     metrics_api,
     openai_api,
     providers_api,
+    realtime_api,
     static_page,
     stored_sessions,
     transcribe_v2,
@@ -105,6 +106,7 @@ def create_app(
     websocket_api.setup(app)
     app.add_routes(twilio_api.routes)
     app.add_routes(deepgram_api.routes)
+    realtime_api.setup(app)
     static_page.setup(app)
     app.cleanup_ctx.append(partial(_service_context, models=given))
     app.cleanup_ctx.append(_providers_context)

@@ -111,9 +111,9 @@ class Admission:
         limits += [self.options.max_streams] if self.options.max_streams else []
         return min(limits, default=math.inf)
 
-    def admit(self, owner: str | None) -> Ticket:
-        """A ticket for one more stream of `owner` (a key id; None: not limited per key), or
-        Overloaded."""
+    def check(self, owner: str | None) -> None:
+        """Raise the refusal `admit(owner)` would raise now, taking no place: a transport whose
+        stream starts later than its connection (at its first audio) refuses at once."""
         options = self.options
         if owner is not None and options.max_streams_per_key and self._by_owner[owner] >= options.max_streams_per_key:
             self._refuse(PER_KEY, f"this API key already has {self._by_owner[owner]} live streams, its limit")
@@ -121,6 +121,11 @@ class Admission:
             self._refuse(MAX_STREAMS, f"the server is at its limit of {options.max_streams} live streams")
         if self.active >= self.capacity:
             self._refuse(CAPACITY, f"the server is at capacity ({self.estimate} live streams); retry later")
+
+    def admit(self, owner: str | None) -> Ticket:
+        """A ticket for one more stream of `owner` (a key id; None: not limited per key), or
+        Overloaded."""
+        self.check(owner)
         self.active += 1
         self.admitted += 1
         if owner is not None:

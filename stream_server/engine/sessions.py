@@ -155,6 +155,10 @@ class LiveSession:
             await changed.wait()
 
 
+def new_session_id() -> str:
+    return f"sess_{uuid.uuid4().hex}"
+
+
 class SessionHub:
     def __init__(self, keep_finished: int = KEEP_FINISHED, max_events: int = MAX_EVENTS):
         self._sessions: OrderedDict[str, LiveSession] = OrderedDict()
@@ -170,10 +174,12 @@ class SessionHub:
         *,
         channel_labels: tuple[str, ...] | None = None,
         details: dict[str, str] | None = None,
+        session_id: str | None = None,
     ) -> LiveSession:
+        """`session_id`: an id made beforehand with new_session_id (else one is made here)."""
         self._forget_old()
         session = LiveSession(
-            id=new_session_id(),
+            id=session_id or new_session_id(),
             model=model,
             language=language,
             owner=owner,

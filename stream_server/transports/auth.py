@@ -4,7 +4,8 @@ Every request gets its caller as `request[PRINCIPAL]`: the key's principal (key 
 the key, admin flag, balance), or the one anonymous principal when no keys are configured.
 
 Browsers cannot set headers on a WebSocket or an EventSource, so on those GETs the key may also
-come as a `bearer.<key>` WebSocket subprotocol or an `api_key` query parameter.
+come as a `bearer.<key>` WebSocket subprotocol (or `openai-insecure-api-key.<key>`, what OpenAI's
+Realtime clients send) or an `api_key` query parameter.
 """
 
 from __future__ import annotations
@@ -25,13 +26,17 @@ DEEPGRAM_PATH = "/v1/listen"
 """Deepgram's live WebSocket and pre-recorded POST (transports/deepgram_api.py): its keys come
 as `Token <key>` or a `token` subprotocol, and its errors have Deepgram's shape, so the
 endpoint checks the key itself."""
-KEY_CHECKED_BY_ENDPOINT = (TWILIO_PATH, DEEPGRAM_PATH)
+REALTIME_PATH = "/v1/realtime"
+"""OpenAI Realtime transcription sessions (transports/realtime_api.py): it answers a missing or
+wrong key in the protocol's own way, an `error` event after the upgrade, so it checks keys itself."""
+KEY_CHECKED_BY_ENDPOINT = (TWILIO_PATH, DEEPGRAM_PATH, REALTIME_PATH)
 SESSIONS_PATH = "/v1/audio/sessions/"
 """Under it, `{id}/events` is a session's SSE feed, which browsers open with EventSource."""
 
 PROTECTED_PREFIXES = ("/v1/", "/api/")
-SUBPROTOCOL_KEY_PREFIX = "bearer."
-"""A WebSocket client may offer `bearer.<key>` among its subprotocols; it is never echoed."""
+SUBPROTOCOL_KEY_PREFIXES = ("bearer.", "openai-insecure-api-key.")
+"""A WebSocket client may offer `bearer.<key>` (or OpenAI's `openai-insecure-api-key.<key>`)
+among its subprotocols; it is never echoed."""
 QUERY_KEY_PARAM = "api_key"
 
 
@@ -46,8 +51,9 @@ def presented_key(request: web.Request) -> str | None:
         return None
     for protocol in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
         protocol = protocol.strip()
-        if protocol.startswith(SUBPROTOCOL_KEY_PREFIX) and len(protocol) > len(SUBPROTOCOL_KEY_PREFIX):
-            return protocol[len(SUBPROTOCOL_KEY_PREFIX) :]
+        for prefix in SUBPROTOCOL_KEY_PREFIXES:
+            if protocol.startswith(prefix) and len(protocol) > len(prefix):
+                return protocol[len(prefix) :]
     return request.query.get(QUERY_KEY_PARAM) or None
 
 

@@ -39,7 +39,7 @@ from stream_server.transports.deepgram_results import DeepgramResults
 from stream_server.transports.forms import body_chunks, read_bounded, too_large
 from stream_server.transports.limits import LimitedWebSocket, check_auth_allowed, note_failed_auth
 from stream_server.transports.live_api import SESSION_HEADER
-from stream_server.transports.live_run import LiveRun, end_live_run, start_live_run
+from stream_server.transports.live_run import LiveRun, end_live_run, server_vad, start_live_run
 from stream_server.transports.websocket_api import (
     HEARTBEAT_S,
     MAX_BAD_CONTROLS,
@@ -121,7 +121,7 @@ async def listen_live(request: web.Request) -> web.StreamResponse:
             channel_count=params.audio.channels,
             details={"protocol": "deepgram", "requested_model": params.model},
             partial_decodes=params.interim_results,
-            adjust_vad=params.adjust_vad,
+            vad=params.adjust_vad(server_vad(request.app)),
         )
     except ServiceError as exc:
         return error_response(exc, str(uuid.uuid4()))

@@ -73,19 +73,22 @@ LIVE_RUNS = web.AppKey("live_runs", set[LiveRun])
 """The runs not yet ended (stopped and drained on shutdown)."""
 
 
-def stream_options(
-    app: web.Application, partial_decodes: bool = True, adjust_vad: Callable[[VadOptions], VadOptions] | None = None
-) -> StreamOptions:
-    """The settings' stream options; `adjust_vad` changes the VAD's for one stream (a
-    compatible protocol's end-of-speech silence)."""
+def stream_options(app: web.Application, partial_decodes: bool = True, vad: VadOptions | None = None) -> StreamOptions:
+    """The live streams' options from the settings; `vad` (a transport's own turn detection,
+    built on `server_vad(app)`) replaces the server's VAD options."""
     settings = app[SETTINGS]
-    vad = VadOptions(engine=settings.vad, aggressiveness=settings.vad_aggressiveness)
     return StreamOptions(
         step_s=settings.stream_step_s,
         partial_decodes=partial_decodes,
         uncertain_margin_s=settings.unsure_word_wait_s,
-        vad=adjust_vad(vad) if adjust_vad is not None else vad,
+        vad=vad or server_vad(app),
     )
+
+
+def server_vad(app: web.Application) -> VadOptions:
+    """The VAD options the settings give every live stream."""
+    settings = app[SETTINGS]
+    return VadOptions(engine=settings.vad, aggressiveness=settings.vad_aggressiveness)
 
 
 async def start_live_run(
@@ -102,7 +105,8 @@ async def start_live_run(
     partial_decodes: bool = True,
     whole: bool = False,
     paced: bool = False,
-    adjust_vad: Callable[[VadOptions], VadOptions] | None = None,
+    vad: VadOptions | None = None,
+    session_id: str | None = None,
 ) -> LiveRun:
     """Choose a local backend, check the caller may stream, admit it (or raise StreamRefused:
     HTTP 429, WebSocket 1013), open a session, and start feeding it in the background. Every run
@@ -111,7 +115,8 @@ async def start_live_run(
     `partial_decodes` off: a client that asked for no partials gets each utterance decoded once.
     `whole`: the audio is a whole file, decoded as one from the start (engine/adaptive.py);
     `paced`: a queue paces `pcm` and reports the audio's arrivals to the transcriber itself.
-    `adjust_vad` sets the stream's own VAD options (see stream_options).
+    `vad` replaces the server's VAD options (see stream_options); `session_id` names the session
+    (a transport that told its client the id before the stream began), else one is made.
 
     With `channels.multichannel`, `pcm` yields (channels, samples) arrays and each channel gets
     its own live transcriber (`channel_count` of them made up front, if known), whatever the
@@ -129,9 +134,15 @@ async def start_live_run(
     try:
         labels = channels.labels if channels.multichannel else None
         session = app[SESSIONS].create(
-            model.name, language, owner=principal.key_id, provider=backend.name, channel_labels=labels, details=details
+            model.name,
+            language,
+            owner=principal.key_id,
+            provider=backend.name,
+            channel_labels=labels,
+            details=details,
+            session_id=session_id,
         )
-        options = stream_options(app, partial_decodes, adjust_vad)
+        options = stream_options(app, partial_decodes, vad)
 
         def slot_free() -> bool:
             return service.scheduler.busy < service.scheduler.slots

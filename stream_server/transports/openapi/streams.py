@@ -1,9 +1,9 @@
-"""The WebSocket routes (transports/websocket_api.py, twilio_api.py). OpenAPI describes their
+"""The WebSocket routes (transports/websocket_api.py, twilio_api.py, realtime_api.py). OpenAPI describes their
 handshake; a plain GET gets a 400 `websocket_required`. `x-websocket` names the messages."""
 
 from __future__ import annotations
 
-from stream_server.transports.auth import STREAM_PATH, TWILIO_PATH
+from stream_server.transports.auth import REALTIME_PATH, STREAM_PATH, TWILIO_PATH
 from stream_server.transports.openapi.openai import FIELDS
 from stream_server.transports.openapi.parts import CULTURE, errors, query, ref, response
 from stream_server.transports.websocket_api import ENCODINGS
@@ -44,6 +44,17 @@ PATHS = {
             "security": [],
             "parameters": [query("api_key", {"type": "string"}), CULTURE],
             "responses": {**UPGRADE, **errors(400, keyed=False)},
+        }
+    },
+    REALTIME_PATH: {
+        "get": {
+            "operationId": "openaiRealtimeTranscription",
+            "summary": "OpenAI Realtime transcription sessions (docs/PROTOCOL_OPENAI_REALTIME.md)",
+            "description": "Key as `Authorization: Bearer <key>` or the `openai-insecure-api-key.<key>` "
+            "subprotocol beside `realtime`. Refusals after the upgrade are Realtime `error` events.",
+            "parameters": [query("intent", {"type": "string", "enum": ["transcription"]}), query("model", {"type": "string"}), CULTURE],
+            "responses": {**UPGRADE, **errors(400, 429)},
+            "x-websocket": {"close-codes": [1000, 1001, 1008, 1011, 1013]},
         }
     },
 }
