@@ -242,8 +242,16 @@ async def test_garbage_in_a_container_stream_is_a_400_before_any_event(client):
 
 
 async def test_a_failed_session_is_stored_as_failed_with_its_error(aiohttp_client, client, settings, speech_model):
-    """After a restart the stored session still says it failed and why, not `completed`."""
-    response = await client.post(live_url(), data=b"\x00garbage" * 4000, headers={"Content-Type": "audio/wav"})
+    """After a restart the stored session still says it failed and why, not `completed`: a raw
+    float body whose second second holds no numbers (audio that cannot be opened is refused
+    before any session starts)."""
+
+    async def body():
+        yield np.zeros(SAMPLE_RATE, "<f4").tobytes()
+        await asyncio.sleep(0.2)
+        yield b"\x00\x00\xc0\x7f" * SAMPLE_RATE  # float32 NaN
+
+    response = await client.post(live_url(), data=body(), headers={"Content-Type": "audio/pcm;encoding=f32le;rate=16000"})
     session_id = response.headers["X-Session-Id"]
     await read_sse(response)
     async with asyncio.timeout(30):  # the handler stores the session once the stream is answered
