@@ -124,10 +124,7 @@ class SpeechModel:
         (decoder/skipped.py)."""
         self.check_language(options.language)
         speech = _speech_chunks(audio) if options.vad_filter else []
-        if options.vad_filter:
-            heard = np.concatenate(collect_chunks(audio, speech)[0]) if speech else audio[:0]
-        else:
-            heard = audio
+        heard = np.concatenate(collect_chunks(audio, speech)[0]) if options.vad_filter else audio
         raw_segments, info = self._decode(heard, options)
         if speech:
             raw_segments = restore_speech_timestamps(raw_segments, speech, SAMPLE_RATE)

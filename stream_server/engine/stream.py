@@ -376,7 +376,7 @@ class LiveTranscriber:
                     continue  # a copy of a sentence from the prompt or earlier in the window
                 seen.add(text)
                 words += [
-                    Word(w.start + offset, w.end + offset, w.text, w.probability)
+                    w.later(offset)
                     for w in sentence
                     if normalise(w.text)  # punctuation alone is not a word
                 ]

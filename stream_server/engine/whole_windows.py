@@ -188,7 +188,7 @@ class WholeWindowTranscriber:
 
 def _words(segment: Segment, offset: float) -> list[Word]:
     """The segment's words on the stream's clock; punctuation alone is not a word."""
-    return [Word(w.start + offset, w.end + offset, w.text, w.probability) for w in segment.words if normalise(w.text)]
+    return [w.later(offset) for w in segment.words if normalise(w.text)]
 
 
 def _kept(spoken: list[tuple[Segment, list[Word]]], end: float, final: bool) -> tuple[list[tuple[Segment, list[Word]]], float]:
