@@ -39,7 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import aiohttp
@@ -53,6 +53,7 @@ from feed import Feed, rotations  # noqa: E402
 from stream_server.audio import SAMPLE_RATE  # noqa: E402  (bench_stream put the repo on the path)
 from stream_server.audio.decode import decode_file  # noqa: E402
 from stream_server.audio.wav import wav_bytes  # noqa: E402
+from scripts.bench_record import delays, run_context, write_results  # noqa: E402
 
 LAG_GROWTH_S = 1.0
 """Lag grows when a stream's median commit latency over its last quarter of words exceeds that
@@ -83,6 +84,10 @@ class LoadReport:
     windows_per_packed_call: float
     packed_share: float
     """Share of the live windows decoded in packed calls."""
+    commit_delays: list[list[float]]
+    """Per served stream: each committed word's commit latency, seconds (the raw data of the p50/p95)."""
+    first_seen_delays: list[list[float]]
+    """Per served stream: each committed word's first-seen latency, seconds."""
 
     def passes(self, max_p95: float) -> bool:
         return not self.refused and not self.failed and self.commit_p95 < max_p95 and not self.lag_grows
@@ -181,6 +186,8 @@ async def run_load(feeds: list[Feed], packing: str, args: argparse.Namespace, se
         / max(metrics.get("stream_server_live_audio_seconds_total", 0.0), 1e-9),
         windows_per_packed_call=packed_windows / max(packed_calls, 1.0),
         packed_share=packed_windows / max(calls - packed_calls + packed_windows, 1.0),
+        commit_delays=[delays(r.committed) for r in served],
+        first_seen_delays=[delays(r.first_seen) for r in served],
     )
 
 
@@ -214,6 +221,7 @@ def excerpt_reference(audio: np.ndarray, model: str) -> str:
 
 
 async def main() -> None:
+    context = run_context()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--audio", type=Path, default=REPO.parent / "shared" / "audio" / "en_dev_feed_16k.wav")
     parser.add_argument("--reference", type=Path, help="reference text (default: the audio's .txt beside it)")
@@ -227,6 +235,7 @@ async def main() -> None:
     parser.add_argument("--server-arg", action="append", default=[], help="extra flag for stream-server serve")
     parser.add_argument("--packing", choices=["on", "off", "both"], default="on", help="the server's --pack-windows")
     parser.add_argument("--rotate", action="store_true", help="stream i replays the feed from its clip i (scripts/feed.py)")
+    parser.add_argument("--json", type=Path, help="also write each row's measures and each word's delays here (scripts/bench_record.py)")
     args = parser.parse_args()
 
     server_args = [*args.server_arg, *(["--no-capacity-estimate"] if args.sweep else [])]
@@ -236,11 +245,16 @@ async def main() -> None:
         f"at real time, starts {args.stagger:g} s apart, {os.cpu_count()} cores, server flags: {' '.join(server_args) or '-'}"
     )
     print(HEADER)
-    best = {}
+    settings = {"audio": str(args.audio), "feed": args.audio.stem, "audio_s": seconds, "duration": args.duration, "model": args.model}
+    settings |= {"rotate": args.rotate, "stagger": args.stagger, "server_args": server_args, "max_p95": args.max_p95}
+    best, reports = {}, []
     for packing in ["off", "on"] if args.packing == "both" else [args.packing]:
         for n in sweep_counts(args.max_streams) if args.sweep else args.streams:
             report = await run_load(stream_feeds(n, args), packing, args, server_args)
             print(report.row(), flush=True)
+            reports.append(report)
+            if args.json:  # after each row, so that a long run cut short keeps what it measured
+                write_results(args.json, "load", context, settings, [asdict(r) for r in reports])
             if args.sweep:
                 if not report.passes(args.max_p95):
                     break

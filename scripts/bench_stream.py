@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from stream_server.audio import SAMPLE_RATE  # noqa: E402
 from stream_server.audio.decode import decode_file  # noqa: E402
+from scripts.bench_record import delays, run_context, write_results  # noqa: E402
 
 CHUNK_S = 0.1
 """Audio per upload chunk, as a microphone or telephony feed sends it."""
@@ -391,7 +392,73 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+@dataclass(frozen=True)
+class StreamReport:
+    """What one replay measured, as printed and as `--json` writes it (beside the raw delays)."""
+
+    partial_p50: float
+    partial_p95: float
+    commit_p50: float
+    commit_p95: float
+    commit_max: float
+    final_p50: float
+    final_p95: float
+    finals: int
+    done_minus_end_p50: float
+    done_minus_end_p95: float
+    utterances: int
+    length_p50: float
+    length_max: float
+    lag_at_end: float
+    wer: float
+    wer_offline: float
+    cpu_s: float | None
+    """Server CPU seconds over the replay; None with --url."""
+    cpu_per_audio_s: float | None
+    rss_mb: float | None
+
+    @classmethod
+    def of(cls, result: StreamResult, streaming_wer: float, offline_wer: float, duration: float, cpu: float | None, rss: float | None) -> StreamReport:
+        return cls(
+            partial_p50=percentile(result.first_seen, 50),
+            partial_p95=percentile(result.first_seen, 95),
+            commit_p50=percentile(result.committed, 50),
+            commit_p95=percentile(result.committed, 95),
+            commit_max=max(result.committed, default=float("nan")),
+            final_p50=percentile(result.finals, 50),
+            final_p95=percentile(result.finals, 95),
+            finals=len(result.finals),
+            done_minus_end_p50=percentile(result.utterance_done, 50),
+            done_minus_end_p95=percentile(result.utterance_done, 95),
+            utterances=len(result.lengths),
+            length_p50=percentile(result.lengths, 50),
+            length_max=max(result.lengths, default=float("nan")),
+            lag_at_end=result.lag_at_end,
+            wer=streaming_wer,
+            wer_offline=offline_wer,
+            cpu_s=cpu,
+            cpu_per_audio_s=None if cpu is None else cpu / duration,
+            rss_mb=rss,
+        )
+
+    def lines(self) -> list[str]:
+        """The printed report, after its first line."""
+        lines = [
+            f"partial (first seen) latency p50 {self.partial_p50:.2f} s  p95 {self.partial_p95:.2f} s",
+            f"commit latency           p50 {self.commit_p50:.2f} s  p95 {self.commit_p95:.2f} s  max {self.commit_max:.2f} s",
+            f"utterance final latency  p50 {self.final_p50:.2f} s  p95 {self.final_p95:.2f} s  ({self.finals} utterances)",
+            f"utterance done - its end p50 {self.done_minus_end_p50:.2f} s  p95 {self.done_minus_end_p95:.2f} s;"
+            f"  length p50 {self.length_p50:.1f} s  max {self.length_max:.1f} s  ({self.utterances} utterances)",
+            f"done after upload end    {self.lag_at_end:.2f} s",
+            f"WER streaming {self.wer:.1%}  offline {self.wer_offline:.1%}",
+        ]
+        if self.cpu_s is not None:
+            lines.append(f"server CPU {self.cpu_s:.1f} s = {self.cpu_per_audio_s:.2f} CPU-s per audio second; RSS {self.rss_mb:.0f} MB")
+        return lines
+
+
 async def main() -> None:
+    context = run_context()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--audio", type=Path, default=REPO.parent / "shared" / "audio" / "en_dev_feed_16k.wav")
     parser.add_argument("--reference", type=Path, help="reference text (default: the audio's .txt beside it)")
@@ -406,6 +473,7 @@ async def main() -> None:
         default="native",
         help="native: the SSE upload; websocket: /v1/audio/stream; deepgram: /v1/listen; openai-realtime: /v1/realtime",
     )
+    parser.add_argument("--json", type=Path, help="also write the measures and each word's delays here (scripts/bench_record.py)")
     args = parser.parse_args()
 
     audio = decode_file(args.audio.read_bytes())
@@ -413,6 +481,7 @@ async def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     server = None if args.url else Server(args.model, data_dir, args.server_arg)
     url = args.url or server.url
+    cpu = rss = None
     if server:
         await server.ready()
         cpu_before = server.cpu_seconds()
@@ -427,23 +496,16 @@ async def main() -> None:
         args.transcript.write_text(result.text + "\n")
     offline = offline_text(args.audio, args.model, data_dir)
     duration = len(audio) / SAMPLE_RATE
+    report = StreamReport.of(result, wer(reference, result.text), wer(reference, offline), duration, cpu, rss)
     print(f"model {args.model}, {args.audio.name} ({duration:.1f} s) at {args.speed:g}x real time over {args.protocol}, {os.cpu_count()} cores")
-    print(f"partial (first seen) latency p50 {percentile(result.first_seen, 50):.2f} s  p95 {percentile(result.first_seen, 95):.2f} s")
-    print(
-        f"commit latency           p50 {percentile(result.committed, 50):.2f} s  p95 {percentile(result.committed, 95):.2f} s"
-        f"  max {max(result.committed, default=float('nan')):.2f} s"
-    )
-    print(f"utterance final latency  p50 {percentile(result.finals, 50):.2f} s  p95 {percentile(result.finals, 95):.2f} s  ({len(result.finals)} utterances)")
-    print(
-        f"utterance done - its end p50 {percentile(result.utterance_done, 50):.2f} s  p95 {percentile(result.utterance_done, 95):.2f} s;"
-        f"  length p50 {percentile(result.lengths, 50):.1f} s  max {max(result.lengths, default=float('nan')):.1f} s"
-        f"  ({len(result.lengths)} utterances)"
-    )
-    print(f"done after upload end    {result.lag_at_end:.2f} s")
-    print(f"WER streaming {wer(reference, result.text):.1%}  offline {wer(reference, offline):.1%}")
-    if server:
-        print(f"server CPU {cpu:.1f} s = {cpu / duration:.2f} CPU-s per audio second; RSS {rss:.0f} MB")
-
+    for line in report.lines():
+        print(line)
+    if args.json:
+        settings = {"audio": str(args.audio), "feed": args.audio.stem, "audio_s": duration, "model": args.model, "protocol": args.protocol}
+        settings |= {"speed": args.speed, "server_args": args.server_arg, "url": args.url}
+        raw = {"error": result.error, "commit_delays": delays(result.committed), "first_seen_delays": delays(result.first_seen)}
+        raw |= {"final_delays": delays(result.finals)}
+        write_results(args.json, "stream", context, settings, [asdict(report) | raw])
 
 if __name__ == "__main__":
     asyncio.run(main())
