@@ -40,8 +40,6 @@ from bench_load import LoadReport  # noqa: E402
 from scripts.bench_record import REPO, read_results  # noqa: E402  (bench_load put the repo on the path)
 
 OUT = REPO / "docs" / "benchmarks"
-PACKINGS = ("off", "on")
-COLOURS = {"off": "tab:blue", "on": "tab:orange"}
 LOG_SCALE_RANGE = 10.0
 """Latency is plotted on a log scale when its largest value is this many times its smallest."""
 LOAD_FIELDS = {f.name for f in fields(LoadReport)}
@@ -70,35 +68,43 @@ def latest(sources: list[dict], kind: str, key) -> dict:
     return dict(sorted(chosen.items()))
 
 
-def load_runs(sources: list[dict]) -> dict[tuple[str, int], Measured]:
-    return latest(sources, "load", lambda run, source: (run["packing"], run["streams"]))
+def setup(source: dict) -> str:
+    """What a load run replayed, for its curve's label: the feed, an excerpt of it, rotated, the model."""
+    settings = source["settings"]
+    excerpt = f" (first {settings['duration']:g} s)" if settings.get("duration") else ""
+    return f"{settings['feed']}{excerpt}{' rotated per stream' if settings.get('rotate') else ''}, {settings['model']}"
+
+
+def load_runs(sources: list[dict]) -> dict[tuple[str, str, int], Measured]:
+    return latest(sources, "load", lambda run, source: (setup(source), run["packing"], run["streams"]))
 
 
 def stream_runs(sources: list[dict]) -> dict[tuple[str, str], Measured]:
     return latest(sources, "stream", lambda run, source: (source["settings"]["feed"], source["settings"]["protocol"]))
 
 
-def by_packing(runs: dict[tuple[str, int], Measured]) -> dict[str, list[Measured]]:
-    """Runs per packing, in stream-count order; packings with no runs left out."""
-    grouped = {p: [m for (packing, _), m in runs.items() if packing == p] for p in PACKINGS}
-    return {p: ms for p, ms in grouped.items() if ms}
+def curves(runs: dict[tuple[str, str, int], Measured]) -> dict[tuple[str, str], list[Measured]]:
+    """Runs per (setup, packing), each in stream-count order."""
+    grouped: dict[tuple[str, str], list[Measured]] = {}
+    for (name, packing, _), m in runs.items():
+        grouped.setdefault((name, packing), []).append(m)
+    return grouped
 
 
-def feed_label(measured: Measured) -> str:
-    settings = measured.source["settings"]
-    excerpt = f" (first {settings['duration']:g} s)" if math.isfinite(settings.get("duration") or math.nan) else ""
-    return f"{settings['feed']}{excerpt}{' rotated per stream' if settings.get('rotate') else ''}, {settings['model']}"
+def curve_label(name: str, packing: str, runs: dict[tuple[str, str, int], Measured]) -> str:
+    """`packing off`; the setup too where the runs hold more than one (the legend's title names a single one)."""
+    return f"packing {packing}" if len({key[0] for key in runs}) == 1 else f"{name}, packing {packing}"
 
 
-def plot_latency(runs: dict[tuple[str, int], Measured], path: Path) -> None:
+def plot_latency(runs: dict[tuple[str, str, int], Measured], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(7, 4.2), dpi=120)
     values = []
-    for packing, measured in by_packing(runs).items():
+    for i, ((name, packing), measured) in enumerate(curves(runs).items()):
         streams = [m.run["streams"] for m in measured]
         for q, style in (("p50", "o-"), ("p95", "s--")):
             latency = [m.run[f"commit_{q}"] for m in measured]
             values += latency
-            axes.plot(streams, latency, style, color=COLOURS[packing], label=f"packing {packing}, {q}")
+            axes.plot(streams, latency, style, color=f"C{i}", label=f"{curve_label(name, packing, runs)}, {q}")
         for m in measured:
             if m.run["refused"]:
                 axes.annotate(f"{m.run['refused']} refused", (m.run["streams"], m.run["commit_p95"]), fontsize=8, xytext=(5, 5), textcoords="offset points")
@@ -112,10 +118,11 @@ def plot_latency(runs: dict[tuple[str, int], Measured], path: Path) -> None:
     finish(figure, axes, path, runs)
 
 
-def plot_wer(runs: dict[tuple[str, int], Measured], path: Path) -> None:
+def plot_wer(runs: dict[tuple[str, str, int], Measured], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for packing, measured in by_packing(runs).items():
-        axes.plot([m.run["streams"] for m in measured], [100 * m.run["wer_pooled"] for m in measured], "o-", color=COLOURS[packing], label=f"packing {packing}")
+    for i, ((name, packing), measured) in enumerate(curves(runs).items()):
+        wer = [100 * m.run["wer_pooled"] for m in measured]
+        axes.plot([m.run["streams"] for m in measured], wer, "o-", color=f"C{i}", label=curve_label(name, packing, runs))
     axes.set_ylim(bottom=0)
     axes.set(ylabel="WER pooled over all streams (%)", title="Accuracy against streams")
     finish(figure, axes, path, runs)
@@ -136,13 +143,16 @@ def plot_distribution(runs: dict[tuple[str, str], Measured], path: Path) -> None
     finish(figure, axes, path)
 
 
-def finish(figure, axes, path: Path, load: dict[tuple[str, int], Measured] | None = None) -> None:
-    """Grid, legend and the file; a plot against streams gets a tick at each count and its feed as the legend's title."""
+def finish(figure, axes, path: Path, load: dict[tuple[str, str, int], Measured] | None = None) -> None:
+    """Grid, legend and the file; a plot against streams gets a tick at each count and its setup as the legend's title."""
     axes.grid(True, alpha=0.3)
+    title = None
     if load:
-        axes.set_xticks(sorted({streams for _, streams in load}))
+        axes.set_xticks(sorted({streams for *_, streams in load}))
         axes.set_xlabel("streams")
-    axes.legend(fontsize=8, title=feed_label(next(iter(load.values()))) if load else None, title_fontsize=8)
+        setups = {name for name, *_ in load}
+        title = setups.pop() if len(setups) == 1 else None
+    axes.legend(fontsize=8, title=title, title_fontsize=8)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
@@ -174,10 +184,10 @@ def most_streams(measured: list[Measured]) -> str:
     return best
 
 
-def load_rows(runs: dict[tuple[str, int], Measured]) -> list[tuple[str, str, list[Measured]]]:
+def load_rows(runs: dict[tuple[str, str, int], Measured]) -> list[tuple[str, str, list[Measured]]]:
     rows = []
-    for packing, measured in by_packing(runs).items():
-        name = f"N streams, {feed_label(measured[0])}, packing {packing}"
+    for (setup_name, packing), measured in curves(runs).items():
+        name = f"N streams, {setup_name}, packing {packing}"
         latency = " · ".join(f"{m.run['streams']}: {m.run['commit_p50']:.2f} / {m.run['commit_p95']:.2f}" for m in measured)
         wer = " · ".join(f"{m.run['streams']}: {m.run['wer_pooled']:.1%}" for m in measured)
         bound = measured[0].source["settings"]["max_p95"]

@@ -49,6 +49,9 @@ def write_fixture(folder: Path) -> list[Path]:
     write_results(files[2], "stream", context("2026-12-01T17:50:00Z", "python scripts/bench_stream.py --json x.json"), stream_settings, [stream])
     older = stream | {"commit_p50": 9.99}
     write_results(files[3], "stream", context("2026-11-30T10:00:00Z", "python scripts/bench_stream.py --old"), stream_settings, [older])
+    files.append(folder / "load_tune.json")  # another feed: its own curve, never merged with the dev feed's
+    tune = settings | {"feed": "feed_tune"}
+    write_results(files[4], "load", context("2026-12-01T19:00:00Z", "python scripts/bench_load.py --audio tune"), tune, [load_run(4, "on", 9.0, 19.0, 0.054)])
     return files
 
 
@@ -83,6 +86,7 @@ def test_plots_summary_and_marked_sections(tmp_path):
     latency_row = rows[f"{off}: commit p50 / p95 (s) at N"]
     assert "--streams 1 2`<br>`" in latency_row and "--streams 6`" in latency_row  # both files' commands
     assert "1: 4.7% · 2: 5.0% · 6: 5.2%" in rows[f"{off}: WER pooled at N"]
+    assert "| 4: 9.00 / 19.00 |" in rows["N streams, feed_tune rotated per stream, tiny.en, packing on: commit p50 / p95 (s) at N"]
     on = "N streams, en_dev_feed_16k rotated per stream, tiny.en, packing on"
     assert f"| {off}: largest N with commit p95 < 3 s, no growing lag | 2 |" in table
     assert f"| {on}: largest N with commit p95 < 3 s, no growing lag | 1 |" in table  # 2 had a refusal
