@@ -204,6 +204,7 @@ def summary(sources: list[dict]) -> str:
         when = "<br>".join(dict.fromkeys(m.when() for m in files))
         commands = "<br>".join(dict.fromkeys(f"`{m.source['command']}`" for m in files))
         lines.append(f"| {figure} | {value} | {when} | {commands} |")
+    lines += ["", "One run each. `scripts/benchmarks.sh` reruns the set and remakes this table and the plots (docs/benchmarks/README.md)."]
     return "\n".join(lines) + "\n"
 
 
