@@ -34,6 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import stream_server.engine.scheduler as scheduler_module  # noqa: E402
 import stream_server.engine.stream as stream_module  # noqa: E402
 from scripts.bench_stream import percentile, wer  # noqa: E402
 from scripts.feed import Feed, rotations  # noqa: E402
@@ -201,6 +202,7 @@ async def simulate(
     """One run: live windows decode greedily, in one pass, so the same run gives the same words."""
     clock = Clock()
     stream_module.time = SimpleNamespace(monotonic=clock)  # the engine's deadlines and latencies on the virtual clock
+    scheduler_module.time = SimpleNamespace(monotonic=clock)  # and the scheduler's waits
     executor = VirtualExecutor(clock, costs, log)
     service = TranscriptionService(executor, slots, packing)
     streams = [SimStream(feed, i * stagger) for i, feed in enumerate(feeds)]
@@ -263,12 +265,16 @@ def main() -> None:
     parser.add_argument("--max-pieces", type=int, default=PackOptions.max_pieces)
     parser.add_argument("--max-seconds", type=float, default=PackOptions.max_seconds)
     parser.add_argument("--prompt", action="store_true", help="packed calls get their first window's prompt")
+    parser.add_argument(
+        "--finals-after", type=float, default=PackOptions.finals_after_s, help="queue wait past which finals share calls (negative: never)"
+    )
     parser.add_argument("--alone", action="store_true", help="also decode each of the N feeds as the only stream (the single-stream WER)")
     args = parser.parse_args()
     # the virtual executor makes one model call at a time: give it every core (only wall time changes)
     model = load_model(Settings(data_dir=Path("/tmp/stream-server-sim"), model=args.model, cpu_threads=os.cpu_count() or 1))
     costs = Costs(args.partial_cost, args.final_cost, args.piece_cost)
-    packing = PackOptions(args.gap, args.gap_noise, args.max_seconds, args.max_pieces, args.prompt)
+    finals_after = args.finals_after if args.finals_after >= 0 else None
+    packing = PackOptions(args.gap, args.gap_noise, args.max_seconds, args.max_pieces, args.prompt, finals_after)
     modes = {"on": [packing], "off": [None], "both": [None, packing]}[args.packing]
     print(f"{args.slots} slots; costs: partial {costs.partial:g} s, final {costs.final:g} s, +{costs.piece:g} s per packed window; {packing}")
     print(HEADER)

@@ -98,7 +98,7 @@ class TranscriptionService:
         that arrived faster than real time. Without a language, the first final or whole window detects it
         and the stream keeps it: detecting on every short window of a multilingual model
         guesses wrong often enough to ruin the transcript. Partials may be packed with other
-        streams' (the scheduler's packing); finals and whole windows are decoded alone. Audio
+        streams' (the scheduler's packing), finals too when the server is behind; whole windows are decoded alone. Audio
         that arrived faster than real time waits for no one: its decodes run at file priority,
         in the capacity the real-time streams leave (a burst must not starve a paced stream)."""
         pinned = language or (None if model.is_multilingual else "en")
@@ -115,9 +115,9 @@ class TranscriptionService:
 
         async def live(audio, prompt: str | None, *, final: bool, deadline: float) -> Transcription:
             options = window_options(pinned, prompt, seconds=len(audio) / SAMPLE_RATE)
-            if final:
+            if final and pinned is None:  # it detects the stream's language
                 return await run(audio, options, deadline)
-            return await self.scheduler.run_window(model.transcribe, audio, options, deadline=deadline)
+            return await self.scheduler.run_window(model.transcribe, audio, options, deadline=deadline, final=final)
 
         async def whole(audio, prompt: str | None, *, final: bool, deadline: float) -> Transcription:
             return await run(audio, whole_window_options(pinned, prompt), deadline, priority=BATCH)

@@ -45,6 +45,11 @@ class PackOptions:
     """Condition the call on the first window's prompt. Off: that stream's context misleads the
     decoder on the other streams' speech (partial-window WER 14.2 % unprompted, 23.1 % with it;
     BENCHMARKS.md, "Packed windows against the same windows alone")."""
+    finals_after_s: float | None = 0.5
+    """An utterance's final is decoded alone, with its stream's text as prompt, unless the
+    window a free slot takes has already waited this long for one: the server is behind, and
+    finals share calls too (unprompted, they cost some accuracy) rather than every stream
+    falling further behind. None: finals always run alone."""
 
 
 @dataclass(frozen=True, eq=False)

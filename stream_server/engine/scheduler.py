@@ -7,7 +7,11 @@ newer window instead of falling further behind.
 
 With packing on, a live window that a slot takes shares its model call with the other queued
 windows that fit beside it (engine/packing.py): under load, several streams cost one call.
-Nothing waits for company: a window that finds a free slot runs alone.
+Nothing waits for company: a window that finds a free slot runs alone. Utterance finals keep
+their prompt and run alone until the server is behind (the window a slot takes has waited
+`PackOptions.finals_after_s`): then every queued window shares calls, finals included, so that
+an overloaded server serves every stream each round, a little less accurately, instead of
+letting every stream's lag grow.
 
 File work never takes the last slot (with two or more): a file's decode is one model call that
 may run for minutes, and two of them on two slots would leave a live stream no decode at all.
@@ -49,6 +53,9 @@ class _Job:
     audio_seconds: float = field(default=0.0, compare=False)
     window: Window | None = field(default=None, compare=False)
     """Set on a live window that may share its call; `fn` is then its model's transcribe."""
+    final: bool = field(default=False, compare=False)
+    """A live utterance's final: alone with its prompt unless the server is behind."""
+    queued_at: float = field(default=0.0, compare=False)
 
 
 class DecodeScheduler:
@@ -67,7 +74,12 @@ class DecodeScheduler:
         """Wall seconds spent in model calls, summed over slots."""
         self.decodes = 0
         self.live_decode_seconds = 0.0
-        """The part of `decode_seconds` spent on LIVE work: what admission control measures."""
+        """The part of `decode_seconds` spent on LIVE work."""
+        self.final_decode_seconds = 0.0
+        """The part of that spent on utterance finals (a packed call's time shared evenly by its
+        windows): what admission control measures. Partials are elastic: one stream alone
+        decodes them as often as a slot is free, under load they share calls and come less often,
+        so their cost says nothing of how many streams fit; a final each utterance needs."""
         self.realtime_factor = MovingAverage()
         """Recent decode seconds per second of audio decoded (calls that say how much audio they
         decode), slot time only, not the wait: what routing's `speed` preference compares."""
@@ -98,18 +110,19 @@ class DecodeScheduler:
         return await self._submit(_Job(priority, when, next(self._order), fn, args, self._future(), audio_seconds))
 
     async def run_window(
-        self, transcribe: Transcribe, audio: np.ndarray, options: TranscribeOptions, *, deadline: float
+        self, transcribe: Transcribe, audio: np.ndarray, options: TranscribeOptions, *, deadline: float, final: bool = False
     ) -> Transcription:
         """A live window's decode, which may share its call with other queued windows of the
-        same model and options (when packing is on)."""
+        same model and options (when packing is on; a `final` only when the server is behind)."""
         window = Window(audio, options) if self.packing is not None else None
-        job = _Job(LIVE, deadline, next(self._order), transcribe, (audio, options), self._future(), len(audio) / SAMPLE_RATE, window)
+        job = _Job(LIVE, deadline, next(self._order), transcribe, (audio, options), self._future(), len(audio) / SAMPLE_RATE, window, final)
         return await self._submit(job)
 
     def _future(self) -> asyncio.Future:
         return asyncio.get_running_loop().create_future()
 
     async def _submit(self, job: _Job) -> Any:
+        job.queued_at = time.monotonic()
         heapq.heappush(self._queue, job)
         self._dispatch()
         return await job.future
@@ -130,10 +143,18 @@ class DecodeScheduler:
         """Take the queued windows that share the lead window's call off the queue."""
         if lead.window is None or lead.window.key is None or self.packing is None:
             return []
+        after = self.packing.finals_after_s
+        behind = after is not None and time.monotonic() - lead.queued_at >= after
+        if lead.final and not behind:
+            return []
         candidates = [
             job
             for job in sorted(self._queue)
-            if job.window is not None and job.fn == lead.fn and job.window.key == lead.window.key and not job.future.cancelled()
+            if job.window is not None
+            and job.fn == lead.fn
+            and job.window.key == lead.window.key
+            and (behind or not job.final)
+            and not job.future.cancelled()
         ]
         chosen = [candidates[i] for i in companions(lead.window.seconds, [j.window.seconds for j in candidates], self.packing)]
         if chosen:
@@ -170,6 +191,7 @@ class DecodeScheduler:
             self.decode_seconds += elapsed
             if lead.priority == LIVE:
                 self.live_decode_seconds += elapsed
+                self.final_decode_seconds += elapsed * sum(job.final for job in jobs) / len(jobs)
             self.decodes += 1
             if len(jobs) > 1:
                 self.packed_decodes += 1

@@ -188,3 +188,35 @@ async def test_finals_other_options_windows_that_detect_their_language_and_a_win
     # one pass detects one language: two windows that each need theirs do not share it
     assert model.calls == [(2.0, "before"), (2.0, None), (2.0, None), (2.0, None)]
     assert scheduler.packed_decodes == 0
+
+
+async def test_finals_run_alone_with_their_prompt_until_the_server_is_behind_then_share_calls():
+    model = ToneModel()
+
+    def queue(scheduler: DecodeScheduler):
+        return lambda: [
+            asyncio.ensure_future(scheduler.run_window(model.transcribe, level(1), replace(OPTIONS, prompt="before"), deadline=1.0, final=True)),
+            asyncio.ensure_future(scheduler.run_window(model.transcribe, level(2), OPTIONS, deadline=2.0)),
+            asyncio.ensure_future(scheduler.run_window(model.transcribe, level(3), replace(OPTIONS, prompt="other"), deadline=3.0, final=True)),
+        ]
+
+    on_time = DecodeScheduler(ThreadPoolExecutor(2), slots=1, packing=PackOptions(gap_s=1.0, gap_noise=0.0, finals_after_s=10.0))
+    results = await with_the_slot_held(on_time, queue(on_time))
+    assert [r.text for r in results] == ["w1", "w2", "w3"]
+    assert model.calls == [(2.0, "before"), (2.0, None), (2.0, "other")]  # each final alone, prompted
+
+    model.calls.clear()
+    behind = DecodeScheduler(ThreadPoolExecutor(2), slots=1, packing=PackOptions(gap_s=1.0, gap_noise=0.0, finals_after_s=0.01))
+    results = await with_the_slot_held(behind, queue(behind))  # they wait 50 ms behind the held slot
+    assert [r.text for r in results] == ["w1", "w2", "w3"]
+    assert model.calls == [(8.0, None)]  # one call for all three, unprompted
+
+
+async def test_admission_counts_the_decode_time_of_finals_only():
+    model = ToneModel()
+    scheduler = DecodeScheduler(ThreadPoolExecutor(2), slots=1, packing=PackOptions())
+    await scheduler.run_window(model.transcribe, level(1), OPTIONS, deadline=0.0)
+    assert scheduler.live_decode_seconds > 0 and scheduler.final_decode_seconds == 0.0  # a partial is elastic
+    partials = scheduler.live_decode_seconds
+    await scheduler.run_window(model.transcribe, level(2), OPTIONS, deadline=0.0, final=True)
+    assert scheduler.final_decode_seconds == pytest.approx(scheduler.live_decode_seconds - partials)
