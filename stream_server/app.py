@@ -134,7 +134,7 @@ async def _service_context(app: web.Application, models: Mapping[str, SpeechMode
     default backend's is SERVICE, and /health says 503 until its model is in.
 
     Live-stream admission counts the streams of every local backend against one measured cost:
-    the backends share the same cores, so their live decode seconds are summed."""
+    the backends share the same cores, so their utterance finals' decode seconds are summed."""
     settings = app[SETTINGS]
     specs = [s for s in settings.provider_specs if s.is_local]
     workers = max(2, os.cpu_count() or 1) * len(specs)
@@ -144,7 +144,7 @@ async def _service_context(app: web.Application, models: Mapping[str, SpeechMode
     app[LOCAL_SERVICES] = services
     app[SERVICE] = services[specs[0].name]
     app[ADMISSION] = Admission(
-        admission_options(settings), lambda: sum(s.scheduler.live_decode_seconds for s in services.values())
+        admission_options(settings), lambda: sum(s.scheduler.final_decode_seconds for s in services.values())
     )
     app[LATENCY] = LatencyStats()
     loading = []

@@ -1,10 +1,15 @@
 """Admission control for live streams: refuse a new stream up front rather than let every
 admitted stream fall behind.
 
-Capacity comes from measured cost: the decode seconds live streams spend per second of audio
-they send (silence included, since the VAD skips it), smoothed over the server's recent
-traffic. `slots` workers at `target_utilisation` carry `slots * target / cost` real-time
-streams. Until enough audio has been measured, a conservative default cost is assumed.
+Capacity comes from measured cost: the decode seconds live streams spend on their utterances'
+finals per second of audio they send (silence included, since the VAD skips it), smoothed over
+the server's recent traffic. `slots` workers at `target_utilisation` carry `slots * target /
+cost` real-time streams. Finals are the work a stream cannot do without; its partials are
+elastic (a stream alone decodes them whenever a slot is free, an overloaded server packs them
+and finals together into shared calls and decodes them less often), so a server at this
+capacity serves every stream, with slower commits and fewer partials as it fills, and past it
+even the finals would fall behind. Until enough audio has been measured, a default cost is
+assumed.
 A hard cap and a per-key cap apply on top. File transcriptions are not admitted here: they run
 at BATCH priority in whatever the live streams leave.
 """
@@ -30,10 +35,10 @@ class AdmissionOptions:
     """Decode slots the live streams share."""
     target_utilisation: float = 0.85
     """Share of the slots' time the admitted streams are planned to use; the rest absorbs bursts."""
-    default_cost: float = 0.8
-    """Decode seconds per audio second assumed until measured: pessimistic (one tiny.en stream
-    of dense speech alone cost 0.78 on 2 cores, 2 slots), so a cold server admits few streams
-    (2 on 2 slots)."""
+    default_cost: float = 0.35
+    """Finals' decode seconds per audio second assumed until measured: a tiny.en stream of dense
+    read speech on 2 cores, 2 slots (about one 1.1 s final per 3.4 s utterance), so a fresh
+    server admits what a warm one measures (4 on 2 slots)."""
     max_streams: int = 0
     """Hard cap on concurrent live streams; 0 leaves only the estimate."""
     enforce_estimate: bool = True
@@ -53,7 +58,7 @@ class AdmissionOptions:
 class CostEstimate:
     """Exponentially weighted decode seconds per live audio second.
 
-    A sample divides the live decode time spent since the last sample by the audio that arrived
+    A sample divides the decode time spent since the last sample by the audio that arrived
     meanwhile. Decodes trail their audio by about a step (plus any queue), so for real-time
     streams a sample of 10 s is close; a client bursting audio faster than real time makes a
     sample too low and the next ones too high, which the average smooths out.

@@ -87,6 +87,11 @@ async def metrics(request: web.Request) -> web.Response:
     out.single("decode_queue_depth", "gauge", "Model calls waiting for a slot.", scheduler.queue_depth)
     out.single("decode_seconds_total", "counter", "Wall seconds spent in model calls, summed over slots.", scheduler.decode_seconds)
     out.single("live_decode_seconds_total", "counter", "The part of decode_seconds_total spent on live streams.", scheduler.live_decode_seconds)
+    out.single(
+        "final_decode_seconds_total", "counter",
+        "The part of live_decode_seconds_total spent on utterance finals: what admission control measures.",
+        scheduler.final_decode_seconds,
+    )
     out.single("decodes_total", "counter", "Model calls finished.", scheduler.decodes)
     out.single(
         "packed_decodes_total", "counter",

@@ -48,8 +48,8 @@ async def test_metrics_count_a_finished_stream(client):
     before = await scrape(client)
     assert value(before, "stream_server_live_streams") == 0
     assert value(before, "stream_server_realtime_factor_measured") == 0
-    assert value(before, "stream_server_capacity_streams") == 2  # 2 slots * 0.85 / the default 0.8
-    assert value(before, "stream_server_admission_limit_streams") == 2
+    assert value(before, "stream_server_capacity_streams") == 4  # 2 slots * 0.85 / the default 0.35
+    assert value(before, "stream_server_admission_limit_streams") == 4
 
     audio = pcm16k("en_jfk_16k.wav")
     upload = PacedUpload(s16le(audio), 2 * SAMPLE_RATE, speed=1.0)
@@ -69,6 +69,8 @@ async def test_metrics_count_a_finished_stream(client):
     decode = value(after, "stream_server_decode_seconds", "stream_server_decode_seconds_total")
     live_decode = value(after, "stream_server_live_decode_seconds", "stream_server_live_decode_seconds_total")
     assert 0 < live_decode <= decode
+    final_decode = value(after, "stream_server_final_decode_seconds", "stream_server_final_decode_seconds_total")
+    assert 0 < final_decode < live_decode  # the clip's finals, not its partials
     assert value(after, "stream_server_realtime_factor_measured") == 1  # 11 s of audio: one sample
     commits = value(after, "stream_server_commit_latency_seconds", "stream_server_commit_latency_seconds_count")
     assert commits == len(words)  # one observation per committed word
