@@ -26,22 +26,17 @@ from stream_server.service import TranscriptionService
 from stream_server.settings import Settings
 from stream_server.engine.sessions import SessionHub
 from stream_server.storage import LocalStorage
-from stream_server.transports import (
-    deepgram_api,
+from stream_server.transports.compat import deepgram_api, realtime_api, twilio_api
+from stream_server.transports.live import live_api, live_run, stored_sessions, websocket_api
+from stream_server.transports.rest import (
     docs_api,
     files_api,
-    live_api,
-    live_run,
     metrics_api,
     openai_api,
     providers_api,
-    realtime_api,
     static_page,
-    stored_sessions,
     transcribe_v2,
-    twilio_api,
     usage_api,
-    websocket_api,
 )
 from stream_server.transports.appkeys import (
     ADMISSION,

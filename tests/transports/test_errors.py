@@ -22,7 +22,7 @@ from stream_server.audio.wav import wav_bytes
 from stream_server.audio.decode import decode_file
 from stream_server.metered import MeteredTranscriber
 from stream_server.settings import Settings
-from stream_server.transports import openai_api
+from stream_server.transports.rest import openai_api
 from stream_server.transports.forms import FIELD_LIMIT, FORM_OVERHEAD, read_rest
 from tests.conftest import audio_path, serve_in_thread
 from tests.live_helpers import read_sse

@@ -17,7 +17,7 @@ from whisper_normalizer.english import EnglishTextNormalizer
 from stream_server.app import create_app
 from stream_server.audio.decode import decode_file
 from stream_server.transports.appkeys import SESSIONS
-from stream_server.transports.live_run import LIVE_RUNS
+from stream_server.transports.live.live_run import LIVE_RUNS
 from tests.conftest import audio_path
 from tests.speech import reference, word_errors
 

@@ -1,4 +1,4 @@
-"""Deepgram's `/v1/listen` (transports/deepgram_api.py, docs/PROTOCOL_DEEPGRAM.md): the live
+"""Deepgram's `/v1/listen` (transports/compat/deepgram_api.py, docs/PROTOCOL_DEEPGRAM.md): the live
 WebSocket's handshake and the pre-recorded POST. Its refusals are in Deepgram's error shape,
 except those the server gives before the route (405, and the connection bounds' 429)."""
 

@@ -1,4 +1,4 @@
-"""Live sessions: the list, one session's transcript, its event feed (transports/live_api.py,
+"""Live sessions: the list, one session's transcript, its event feed (transports/live/live_api.py,
 stored_sessions.py)."""
 
 from __future__ import annotations

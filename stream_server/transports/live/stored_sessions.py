@@ -10,7 +10,7 @@ from stream_server.principals import ANONYMOUS_ID
 from stream_server.storage import SessionRecord
 from stream_server.transports.appkeys import SESSIONS, STORAGE
 from stream_server.transports.auth import principal_of
-from stream_server.transports.live_run import session_error, stored_details
+from stream_server.transports.live.live_run import session_error, stored_details
 
 routes = web.RouteTableDef()
 
