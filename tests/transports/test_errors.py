@@ -20,7 +20,7 @@ from stream_server.errors import InvalidRequest
 from stream_server.audio import SAMPLE_RATE
 from stream_server.audio.wav import wav_bytes
 from stream_server.audio.decode import decode_file
-from stream_server.metered import MeteredTranscriber
+from stream_server.file_jobs import MeteredTranscriber
 from stream_server.settings import Settings
 from stream_server.transports.rest import openai_api
 from stream_server.transports.forms import FIELD_LIMIT, FORM_OVERHEAD, read_rest

@@ -38,7 +38,7 @@ from stream_server.transports.compat.deepgram_params import ListenParams, parse_
 from stream_server.transports.compat.deepgram_results import DeepgramResults
 from stream_server.transports.forms import body_chunks, read_bounded, too_large
 from stream_server.transports.limits import LimitedWebSocket, check_auth_allowed, note_failed_auth
-from stream_server.transports.live.live_api import SESSION_HEADER
+from stream_server.transports.live.sse_api import SESSION_HEADER
 from stream_server.transports.live.live_run import LiveRun, end_live_run, server_vad, start_live_run
 from stream_server.transports.live.websocket_api import (
     HEARTBEAT_S,

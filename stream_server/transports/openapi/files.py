@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream_server.library import MAX_PURPOSE
+from stream_server.file_access import MAX_PURPOSE
 from stream_server.transports.rest.files_api import MAX_LIST_LIMIT
 from stream_server.transports.openapi.events import NUMBER, TEXT
 from stream_server.transports.openapi.parts import (

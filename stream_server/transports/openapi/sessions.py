@@ -1,5 +1,5 @@
-"""Live sessions: the list, one session's transcript, its event feed (transports/live/live_api.py,
-stored_sessions.py)."""
+"""Live sessions: the list, one session's transcript, its event feed (transports/live/sse_api.py,
+sessions_api.py)."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from stream_server.models import OPENAI_MODEL_ALIASES
 from stream_server.routing.backends import Routed
 from stream_server.routing.router import RouteRequest
 from stream_server.transports.appkeys import SERVICE, SETTINGS, TRANSCRIBER
-from stream_server.transports.rest.audio_input import audio_from_form
+from stream_server.transports.rest.request_audio import audio_from_form
 from stream_server.transports.channel_params import ChannelRequest, parse_channels
 from stream_server.transports.auth import principal_of
 from stream_server.audio.live import RawFormat, container_pcm, raw_pcm
@@ -38,7 +38,7 @@ from stream_server.transports.forms import (
     read_rest,
     too_large,
 )
-from stream_server.transports.live.live_api import respond_live
+from stream_server.transports.live.sse_api import respond_live
 from stream_server.transports.route_params import parse_route
 
 routes = web.RouteTableDef()

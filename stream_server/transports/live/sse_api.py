@@ -20,7 +20,7 @@ from stream_server.transports.channel_params import ChannelRequest
 from stream_server.transports.event_json import OPENAI_TYPES, event_json
 from stream_server.transports.live.live_run import end_live_run, session_service, start_live_run
 from stream_server.transports.live.sse import EventStream
-from stream_server.transports.live.stored_sessions import live_session_object, session_object
+from stream_server.transports.live.sessions_api import live_session_object, session_object
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
