@@ -14,7 +14,7 @@ from stream_server.audio.live import RawFormat
 from stream_server.errors import InvalidRequest
 from stream_server.transports.channel_params import ChannelRequest, parse_channels
 from stream_server.transports.forms import Form, parse_bool
-from stream_server.transports.rest.openai_api import served_model_names
+from stream_server.transports.served_models import served_model_names
 from stream_server.vad.segmenter import VadOptions
 
 ENCODINGS = {"linear16": "s16le", "mulaw": "mulaw", "alaw": "alaw"}

@@ -41,7 +41,7 @@ from stream_server.transports.auth import REALTIME_PATH, presented_key
 from stream_server.transports.limits import LimitedWebSocket, check_auth_allowed, note_failed_auth
 from stream_server.transports.live.live_run import LiveRun, end_live_run, live_backend, server_vad, start_live_run
 from stream_server.transports.error_texts import localized_message
-from stream_server.transports.rest.openai_api import served_model_names
+from stream_server.transports.served_models import served_model_names
 from stream_server.transports.compat.realtime_config import (
     GA_FORMATS,
     REALTIME_TRANSCRIPTION_MODELS,

@@ -28,11 +28,11 @@ from stream_server.transports.auth import STREAM_PATH, principal_of
 from stream_server.transports.channel_params import ChannelRequest, parse_channels
 from stream_server.transports.errors import error_body, service_error_body
 from stream_server.transports.event_json import event_json
-from stream_server.transports.forms import FIELD_LIMIT, Form, UploadStalled
+from stream_server.transports.forms import FIELD_LIMIT, Form, UploadStalled, parse_bool
 from stream_server.transports.limits import LimitedWebSocket
 from stream_server.transports.live.live_run import LiveRun, end_live_run, live_backend, start_live_run
-from stream_server.transports.rest.openai_api import parse_bool, served_model_names
 from stream_server.transports.route_params import parse_route
+from stream_server.transports.served_models import served_model_names
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

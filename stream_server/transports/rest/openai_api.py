@@ -15,7 +15,6 @@ from aiohttp.helpers import parse_mimetype
 from stream_server.decoder.whisper import MAX_TEMPERATURE, TranscribeOptions
 from stream_server.errors import InvalidRequest, NotFound
 from stream_server.formats import RESPONSE_FORMATS, render, render_channels
-from stream_server.models import OPENAI_MODEL_ALIASES
 from stream_server.routing.backends import Routed
 from stream_server.routing.router import RouteRequest
 from stream_server.transports.appkeys import SERVICE, SETTINGS, TRANSCRIBER
@@ -40,6 +39,7 @@ from stream_server.transports.forms import (
 )
 from stream_server.transports.live.sse_api import respond_live
 from stream_server.transports.route_params import parse_route
+from stream_server.transports.served_models import served_model_names
 
 routes = web.RouteTableDef()
 
@@ -62,13 +62,6 @@ class TranscriptionRequest:
     left it out, as OpenAI's clients do): each utterance is then decoded once, at its end."""
     route: RouteRequest = RouteRequest()
     channels: ChannelRequest = ChannelRequest()
-
-
-def served_model_names(request: web.Request) -> list[str]:
-    """The default backend's model first, then every other provider's, then OpenAI's names.
-    `model` is only checked against these: the routing fields choose the backend."""
-    names = [s.model for s in request.app[SETTINGS].provider_specs if s.model]
-    return list(dict.fromkeys([*names, *sorted(OPENAI_MODEL_ALIASES)]))
 
 
 def parse_transcription_request(form: Form, served: list[str], default_model: str | None = None) -> TranscriptionRequest:

@@ -16,7 +16,7 @@ from stream_server.errors import FieldTooLong, InvalidRequest, NotFound
 from stream_server.settings import Settings
 from stream_server.transports.appkeys import FILES, SETTINGS, TRANSCRIBER
 from stream_server.transports.auth import principal_of
-from stream_server.transports.rest.openai_api import served_model_names
+from stream_server.transports.served_models import served_model_names
 
 routes = web.RouteTableDef()
 
