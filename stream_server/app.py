@@ -27,7 +27,7 @@ from stream_server.settings import Settings
 from stream_server.engine.sessions import SessionHub
 from stream_server.storage import LocalStorage
 from stream_server.transports.compat import deepgram_api, realtime_api, twilio_api
-from stream_server.transports.live import live_run, sessions_api, sse_api, websocket_api
+from stream_server.transports.live import live_run, sessions_api, websocket_api
 from stream_server.transports.rest import (
     docs_api,
     files_api,
@@ -89,7 +89,6 @@ def create_app(
     app[LIMITS] = ClientLimits.from_settings(settings)
     app.on_response_prepare.append(add_cors_headers)
     app.add_routes(openai_api.routes)
-    app.add_routes(sse_api.routes)
     app.add_routes(files_api.routes)
     app.add_routes(usage_api.routes)
     app.add_routes(sessions_api.routes)

@@ -1,5 +1,4 @@
-"""Live sessions: the list, one session's transcript, its event feed (transports/live/sse_api.py,
-sessions_api.py)."""
+"""Live sessions: the list, one session's transcript, its event feed (transports/live/sessions_api.py)."""
 
 from __future__ import annotations
 
