@@ -20,50 +20,41 @@ from stream_server.transports.live.sse_api import SESSION_HEADER
 routes = web.RouteTableDef()
 
 
-def session_object(s: SessionRecord) -> dict:
-    """A stored (finished) session; a failed one carries its error."""
-    return {
-        "object": "audio.session",
-        "id": s.id,
-        "status": s.status,
-        "model": s.model,
-        "language": s.language,
-        "text": s.transcript,
-        "duration": round(s.duration, 3),
-        "created_at": int(s.created_at),
-        "ended_at": int(s.ended_at),
-        "key_id": s.owner,
-        **s.details,
-    } | ({"error": s.error} if s.error else {})
-
-
-def live_session_object(session: LiveSession) -> dict:
-    """A session this process holds: live, or finished and not yet forgotten."""
+def session_object(session: LiveSession | SessionRecord) -> dict:
+    """A session in one shape, whether this process holds it or it is stored. What one form does
+    not know is null: `duration` and `ended_at` until it is stored, `provider` and `utterances`
+    of a session stored before they were kept. A transport adds its details (a call's ids), a
+    multichannel session its `channels`, a failed one its `error`."""
+    if isinstance(session, SessionRecord):
+        known = {
+            "text": session.transcript,
+            "duration": round(session.duration, 3),
+            "ended_at": int(session.ended_at),
+            "key_id": session.owner,
+        }
+        details, error = session.details, session.error
+    else:
+        known = {"text": session.text, "duration": None, "ended_at": None, "key_id": session.owner or ANONYMOUS_ID}
+        details, error = stored_details(session), session_error(session)
     body = {
-        "id": session.id,
         "object": "audio.session",
+        "id": session.id,
         "status": session.status,
         "model": session.model,
-        "provider": session.provider,
-        "language": session.language,
+        "provider": None,
+        "language": session.language or None,
         "created_at": int(session.created_at),
-        "text": session.text,
-        "utterances": [
-            {"id": u.utterance_id, "text": u.text, "start": round(u.start, 3), "end": round(u.end, 3)}
-            for u in session.utterances
-        ],
+        "utterances": None,
+        **known,
     }
-    body |= stored_details(session)
-    if error := session_error(session):
-        body["error"] = error
-    return body
+    return body | details | ({"error": error} if error else {})
 
 
 @routes.get("/v1/audio/sessions")
 async def list_sessions(request: web.Request) -> web.Response:
     principal = principal_of(request)
     owner = None if principal.is_admin else principal.key_id
-    live = [live_session_object(s) for s in request.app[SESSIONS].live() if principal.may_access(s.owner or ANONYMOUS_ID)]
+    live = [session_object(s) for s in request.app[SESSIONS].live() if principal.may_access(s.owner or ANONYMOUS_ID)]
     sessions = await request.app[STORAGE].list_sessions(owner=owner)
     finished = [session_object(s) for s in sessions]
     return web.json_response({"object": "list", "data": live + finished})
@@ -93,14 +84,15 @@ def _live_session(request: web.Request) -> LiveSession | None:
 @routes.get("/v1/audio/sessions/{session_id}")
 async def get_session(request: web.Request) -> web.Response:
     session = _live_session(request)
-    if session is None:  # finished before a restart: the stored transcript
+    if session is None or session.status != "live":  # finished: the stored record, once it is written
         record = await request.app[STORAGE].get_session(_session_id(request))
-        if record is None:
-            raise _not_found(request)
-        if not principal_of(request).may_access(record.owner):
-            raise Forbidden("this session belongs to another API key", param="session_id", code="forbidden")
-        return web.json_response(session_object(record))
-    return web.json_response(live_session_object(session))
+        if record is not None:
+            if not principal_of(request).may_access(record.owner):
+                raise Forbidden("this session belongs to another API key", param="session_id", code="forbidden")
+            return web.json_response(session_object(record))
+    if session is None:
+        raise _not_found(request)
+    return web.json_response(session_object(session))
 
 
 @routes.get("/v1/audio/sessions/{session_id}/events")
