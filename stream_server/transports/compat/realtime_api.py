@@ -41,7 +41,7 @@ from stream_server.transports.auth import REALTIME_PATH, presented_key
 from stream_server.transports.limits import LimitedWebSocket, check_auth_allowed, note_failed_auth
 from stream_server.transports.live.live_run import LiveRun, end_live_run, live_backend, server_vad, start_live_run
 from stream_server.transports.error_texts import localized_message
-from stream_server.transports.served_models import served_model_names
+from stream_server.transports.served_models import not_served, served_model_names
 from stream_server.transports.compat.realtime_config import (
     GA_FORMATS,
     REALTIME_TRANSCRIPTION_MODELS,
@@ -170,7 +170,7 @@ class _Connection:
             )
         model = query.get("model")
         if model is not None and model not in self.models:
-            raise InvalidRequest(f"model '{model}' is not served here", param="model", code="model_not_found")
+            raise not_served(model, sorted(self.models))
         backend = live_backend(self.app, RouteRequest())
         self.model_name = backend.service.model.name  # NotReady while the model loads
         await self.app[METER].check_balance(self.principal)

@@ -32,7 +32,7 @@ PATHS = {
                 query("api_key", {"type": "string"}, "The key, for browsers (or a `bearer.<key>` subprotocol)."),
                 CULTURE,
             ],
-            "responses": {**UPGRADE, **errors(400, 503)},
+            "responses": {**UPGRADE, **errors(400, 404, 503)},
             "x-websocket": {"server-messages": ref("SocketMessage"), "close-codes": [1000, 1001, 1008, 1011, 1013]},
         }
     },

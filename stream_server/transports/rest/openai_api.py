@@ -11,7 +11,7 @@ import numpy as np
 from aiohttp import web
 
 from stream_server.decoder.whisper import MAX_TEMPERATURE, TranscribeOptions
-from stream_server.errors import InvalidRequest, NotFound
+from stream_server.errors import InvalidRequest
 from stream_server.formats import RESPONSE_FORMATS, render, render_channels
 from stream_server.routing.backends import Routed
 from stream_server.routing.router import RouteRequest
@@ -37,7 +37,7 @@ from stream_server.transports.forms import (
 )
 from stream_server.transports.live.sse_api import respond_live
 from stream_server.transports.route_params import parse_route
-from stream_server.transports.served_models import served_model_names
+from stream_server.transports.served_models import not_served, served_model_names
 
 routes = web.RouteTableDef()
 
@@ -69,11 +69,7 @@ def parse_transcription_request(form: Form, served: list[str], default_model: st
     if not model:
         raise InvalidRequest("'model' is required", param="model", code="missing_field")
     if model not in served:
-        raise NotFound(
-            f"model '{model}' is not served here; use one of {', '.join(served)}",
-            param="model",
-            code="model_not_found",
-        )
+        raise not_served(model, served)
     response_format = form.get("response_format") or "json"
     if response_format not in RESPONSE_FORMATS:
         raise InvalidRequest(
@@ -149,8 +145,9 @@ async def list_models(request: web.Request) -> web.Response:
 @routes.get("/v1/models/{model}")
 async def get_model(request: web.Request) -> web.Response:
     name = request.match_info["model"]
-    if name not in served_model_names(request):
-        raise NotFound(f"model '{name}' is not served here", param="model", code="model_not_found")
+    served = served_model_names(request)
+    if name not in served:
+        raise not_served(name, served)
     return web.json_response(_model_object(name))
 
 
