@@ -1,5 +1,5 @@
 """POST /api/v2/Audio/transcribe/file: transcribe a stored file, JSON in, JSON (or text) out,
-with token usage and cost. `?culture=es` turns error messages to Spanish (see messages.py)."""
+with token usage and cost. `?culture=es` turns error messages to Spanish (see error_texts.py)."""
 
 from __future__ import annotations
 
