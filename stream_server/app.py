@@ -15,8 +15,8 @@ from stream_server.decoder.whisper import SpeechModel
 from stream_server.engine.admission import Admission, AdmissionOptions
 from stream_server.engine.packing import PackOptions
 from stream_server.engine.telemetry import LatencyStats
-from stream_server.library import FileLibrary
-from stream_server.metered import MeteredTranscriber
+from stream_server.file_access import FileLibrary
+from stream_server.file_jobs import MeteredTranscriber
 from stream_server.models import resolve_model
 from stream_server.principals import KeyRing
 from stream_server.routing.backends import LocalBackend, RemoteBackend
@@ -26,22 +26,17 @@ from stream_server.service import TranscriptionService
 from stream_server.settings import Settings
 from stream_server.engine.sessions import SessionHub
 from stream_server.storage import LocalStorage
-from stream_server.transports import (
-    deepgram_api,
+from stream_server.transports.compat import deepgram_api, realtime_api, twilio_api
+from stream_server.transports.live import live_run, sessions_api, websocket_api
+from stream_server.transports.rest import (
     docs_api,
     files_api,
-    live_api,
-    live_run,
     metrics_api,
     openai_api,
     providers_api,
-    realtime_api,
     static_page,
-    stored_sessions,
     transcribe_v2,
-    twilio_api,
     usage_api,
-    websocket_api,
 )
 from stream_server.transports.appkeys import (
     ADMISSION,
@@ -94,10 +89,9 @@ def create_app(
     app[LIMITS] = ClientLimits.from_settings(settings)
     app.on_response_prepare.append(add_cors_headers)
     app.add_routes(openai_api.routes)
-    app.add_routes(live_api.routes)
     app.add_routes(files_api.routes)
     app.add_routes(usage_api.routes)
-    app.add_routes(stored_sessions.routes)
+    app.add_routes(sessions_api.routes)
     app.add_routes(transcribe_v2.routes)
     app.add_routes(metrics_api.routes)
     app.add_routes(providers_api.routes)

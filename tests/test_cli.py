@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 
 from stream_server import cli
 from stream_server.cli import build_parser, main, settings_from_args
+from stream_server.flags import flag_of
 from stream_server.settings import MEGABYTE, Settings
 from stream_server.transports.appkeys import SETTINGS
 
@@ -108,7 +110,7 @@ def test_module_help():
 
 def settings_for(argv, env=None):
     env = env or {}
-    return settings_from_args(build_parser(env).parse_args(["serve", *argv]), env)
+    return settings_from_args(build_parser().parse_args(["serve", *argv]), env)
 
 
 def test_keys_balances_and_prices_from_flags():
@@ -239,7 +241,7 @@ def test_cors_origins_are_none_unless_given():
 def test_every_serve_flag_is_in_the_readme_and_every_flag_there_exists():
     """The README's option tables are the documentation of each flag and its default."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    serve = build_parser({})._subparsers._group_actions[0].choices["serve"]
+    serve = build_parser()._subparsers._group_actions[0].choices["serve"]
     flags = {o for action in serve._actions for o in action.option_strings if o.startswith("--") and o != "--help"}
     documented = set(re.findall(r"`(--[a-z][a-z0-9-]+)", readme))
     assert flags - {"--no-pack-windows"} <= documented, f"undocumented: {sorted(flags - documented)}"
@@ -250,6 +252,21 @@ def test_every_serve_flag_is_in_the_readme_and_every_flag_there_exists():
         assert flag in flags, f"the README documents {flag}, which `serve` does not take"
     cpu_threads = next(line for line in server_rows if line.startswith("| `--cpu-threads`"))
     assert "every core" not in cpu_threads and "--decode-slots" in cpu_threads
+
+
+def test_every_setting_is_declared_once_with_one_flag_and_one_variable():
+    """Settings declares each flag on its field; the parser takes exactly those, and a flag
+    left out (with no variable) leaves the field's default."""
+    declared = {field.name: flag_of(field) for field in dataclasses.fields(Settings)}
+    flags = {name: flag for name, flag in declared.items() if flag is not None}
+    assert {name for name, flag in declared.items() if flag is None} == {"stream_step_s", "vad_aggressiveness", "sse_keepalive_s"}
+    assert len({f.name for f in flags.values()}) == len({f.variable for f in flags.values()}) == len(flags)
+    serve = build_parser()._subparsers._group_actions[0].choices["serve"]
+    taken = {action.dest: action.option_strings for action in serve._actions if action.dest != "help"}
+    assert set(taken) == set(flags)
+    assert all(flag.name in taken[name] for name, flag in flags.items())
+    assert all(flag.variable in serve.format_help() for flag in flags.values())
+    assert settings_for([]) == Settings()
 
 
 def test_the_declared_floors_are_what_the_code_needs():

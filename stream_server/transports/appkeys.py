@@ -5,8 +5,8 @@ from aiohttp import web
 from stream_server.engine.admission import Admission
 from stream_server.engine.sessions import SessionHub
 from stream_server.engine.telemetry import LatencyStats
-from stream_server.library import FileLibrary
-from stream_server.metered import MeteredTranscriber
+from stream_server.file_access import FileLibrary
+from stream_server.file_jobs import MeteredTranscriber
 from stream_server.principals import KeyRing, Principal
 from stream_server.routing.backends import AnyBackend
 from stream_server.routing.router import Router

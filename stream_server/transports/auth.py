@@ -18,16 +18,16 @@ from stream_server.transports.appkeys import KEYS, PRINCIPAL
 from stream_server.transports.limits import check_auth_allowed, note_failed_auth
 
 STREAM_PATH = "/v1/audio/stream"
-"""The live-audio WebSocket (transports/websocket_api.py)."""
+"""The live-audio WebSocket (transports/live/websocket_api.py)."""
 TWILIO_PATH = "/v1/twilio/stream"
-"""Twilio Media Streams (transports/twilio_api.py): its key may also come inside the stream's
+"""Twilio Media Streams (transports/compat/twilio_api.py): its key may also come inside the stream's
 `start` message, so the endpoint checks it itself."""
 DEEPGRAM_PATH = "/v1/listen"
-"""Deepgram's live WebSocket and pre-recorded POST (transports/deepgram_api.py): its keys come
+"""Deepgram's live WebSocket and pre-recorded POST (transports/compat/deepgram_api.py): its keys come
 as `Token <key>` or a `token` subprotocol, and its errors have Deepgram's shape, so the
 endpoint checks the key itself."""
 REALTIME_PATH = "/v1/realtime"
-"""OpenAI Realtime transcription sessions (transports/realtime_api.py): it answers a missing or
+"""OpenAI Realtime transcription sessions (transports/compat/realtime_api.py): it answers a missing or
 wrong key in the protocol's own way, an `error` event after the upgrade, so it checks keys itself."""
 KEY_CHECKED_BY_ENDPOINT = (TWILIO_PATH, DEEPGRAM_PATH, REALTIME_PATH)
 SESSIONS_PATH = "/v1/audio/sessions/"

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from stream_server import errors
-from stream_server.transports.messages import localize, localized_message
+from stream_server.transports.error_texts import localize, localized_message
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stream_server.errors import Overloaded
-from stream_server.transports.audio_inbox import MAX_DECODER_BACKLOG_S, AudioInbox
+from stream_server.transports.live.audio_inbox import MAX_DECODER_BACKLOG_S, AudioInbox
 
 
 def seconds(s: float, value: float = 0.0) -> np.ndarray:

@@ -16,7 +16,7 @@ from openapi_spec_validator import validate
 from stream_server.app import create_app
 from stream_server.settings import Settings
 from stream_server.transports.openapi import build_spec
-from stream_server.transports.static_page import web_dir
+from stream_server.transports.rest.static_page import web_dir
 from tests.broken_audio import corpus
 from tests.conftest import audio_path, serve_in_thread
 from tests.contract import Contract, sse_events

@@ -7,9 +7,9 @@ import dataclasses
 
 from stream_server.decoder.results import Word
 from stream_server.events import SpeechStarted, SpeechStopped, TextCommitted, TextPartial, UtteranceDone
-from stream_server.transports.deepgram_messages import ModelInfo
-from stream_server.transports.deepgram_params import ListenParams
-from stream_server.transports.deepgram_results import DeepgramResults
+from stream_server.transports.compat.deepgram_messages import ModelInfo
+from stream_server.transports.compat.deepgram_params import ListenParams
+from stream_server.transports.compat.deepgram_results import DeepgramResults
 from stream_server.vad.segmenter import VadOptions
 
 

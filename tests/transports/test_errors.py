@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from aiohttp import FormData
+from aiohttp import FormData, WSServerHandshakeError
 from whisper_normalizer.english import EnglishTextNormalizer
 
 from stream_server.app import create_app
@@ -20,9 +20,9 @@ from stream_server.errors import InvalidRequest
 from stream_server.audio import SAMPLE_RATE
 from stream_server.audio.wav import wav_bytes
 from stream_server.audio.decode import decode_file
-from stream_server.metered import MeteredTranscriber
+from stream_server.file_jobs import MeteredTranscriber
 from stream_server.settings import Settings
-from stream_server.transports import openai_api
+from stream_server.transports.rest import openai_api
 from stream_server.transports.forms import FIELD_LIMIT, FORM_OVERHEAD, read_rest
 from tests.conftest import audio_path, serve_in_thread
 from tests.live_helpers import read_sse
@@ -176,6 +176,18 @@ async def test_unknown_model(client):
     error = await assert_error(response, 404, code="model_not_found", param="model")
     assert "whisper-9" in error["message"]
     await assert_error(await client.get("/v1/models/whisper-9"), 404, code="model_not_found")
+
+
+async def test_a_model_not_served_is_a_404_on_every_route(client):
+    """One status, OpenAI's, wherever a model is named: the WebSocket before its upgrade and
+    Deepgram's routes (in Deepgram's shape) as on the OpenAI ones (v2: test_transcribe_v2.py)."""
+    await assert_error(await client.get("/v1/audio/stream?model=gpt-9"), 404, code="model_not_found", param="model")
+    for route in ("/v1/audio/stream", "/v1/listen"):
+        with pytest.raises(WSServerHandshakeError) as refused:
+            await client.ws_connect(f"{route}?model=gpt-9&encoding=linear16&sample_rate=16000")
+        assert refused.value.status == 404
+    response = await client.post("/v1/listen?model=gpt-9", data=jfk())
+    assert response.status == 404 and "gpt-9" in (await response.json())["err_msg"]
 
 
 async def test_unknown_route(client):

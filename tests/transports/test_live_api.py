@@ -241,6 +241,16 @@ async def test_garbage_in_a_container_stream_is_a_400_before_any_event(client):
     assert (await client.get("/health")).status == 200
 
 
+async def restart_once_stored(aiohttp_client, client, settings, speech_model, session_id: str):
+    """A new app on the same storage, once the handler has stored the session (just after the
+    stream is answered)."""
+    async with asyncio.timeout(30):
+        while await client.app[STORAGE].get_session(session_id) is None:
+            await asyncio.sleep(0.05)
+    await client.close()
+    return await aiohttp_client(create_app(settings, model=speech_model))
+
+
 async def test_a_failed_session_is_stored_as_failed_with_its_error(aiohttp_client, client, settings, speech_model):
     """After a restart the stored session still says it failed and why, not `completed`: a raw
     float body whose second second holds no numbers (audio that cannot be opened is refused
@@ -254,16 +264,31 @@ async def test_a_failed_session_is_stored_as_failed_with_its_error(aiohttp_clien
     response = await client.post(live_url(), data=body(), headers={"Content-Type": "audio/pcm;encoding=f32le;rate=16000"})
     session_id = response.headers["X-Session-Id"]
     await read_sse(response)
-    async with asyncio.timeout(30):  # the handler stores the session once the stream is answered
-        while await client.app[STORAGE].get_session(session_id) is None:
-            await asyncio.sleep(0.05)
-    await client.close()
-    restarted = await aiohttp_client(create_app(settings, model=speech_model))
+    restarted = await restart_once_stored(aiohttp_client, client, settings, speech_model, session_id)
     stored = await (await restarted.get(f"/v1/audio/sessions/{session_id}")).json()
     assert stored["status"] == "failed"
     assert stored["error"]["code"] == "invalid_audio" and stored["error"]["type"] == "invalid_request_error"
     listed = (await (await restarted.get("/v1/audio/sessions")).json())["data"]
     assert [(s["id"], s["status"], s["error"]["code"]) for s in listed] == [(session_id, "failed", "invalid_audio")]
+
+
+async def test_a_session_has_one_shape_live_and_stored(aiohttp_client, client, settings, speech_model):
+    """GET /v1/audio/sessions/{id} answers the same fields while the stream runs and, after a
+    restart, from storage; the stored session keeps its provider and its utterances."""
+    upload = PacedUpload(s16le(pcm16k("en_jfk_16k.wav")), bytes_per_second=2 * SAMPLE_RATE, speed=2.0)
+    response = await client.post(live_url(), data=upload, headers={"Content-Type": RAW_S16LE})
+    session_id = response.headers["X-Session-Id"]
+    live_body = await (await client.get(f"/v1/audio/sessions/{session_id}")).json()
+    done = of_type(await read_sse(response), "transcript.text.done")[0]
+    restarted = await restart_once_stored(aiohttp_client, client, settings, speech_model, session_id)
+    stored = await (await restarted.get(f"/v1/audio/sessions/{session_id}")).json()
+    (listed,) = (await (await restarted.get("/v1/audio/sessions")).json())["data"]
+    assert (live_body["status"], stored["status"]) == ("live", "completed") and listed == stored
+    assert set(live_body) == set(stored)
+    assert (live_body["duration"], live_body["ended_at"]) == (None, None)
+    assert stored["duration"] == pytest.approx(11.0, abs=0.2) and stored["ended_at"] >= stored["created_at"]
+    assert stored["provider"] == live_body["provider"] == done["provider"]
+    assert stored["text"] == done["text"] and JFK_WORDS in normalise(" ".join(u["text"] for u in stored["utterances"]))
 
 
 def _encode(audio: np.ndarray, container: str, codec: str, rate: int) -> bytes:

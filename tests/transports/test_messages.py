@@ -1,6 +1,6 @@
 from stream_server.errors import FieldTooLong, NotFound
-from stream_server.transports.messages import language_of, localized_message
-from stream_server.transports.transcribe_v2 import clock, prefers_text
+from stream_server.transports.error_texts import language_of, localized_message
+from stream_server.transports.rest.transcribe_v2 import clock, prefers_text
 
 
 def test_spanish_for_es_cultures_english_otherwise():

@@ -10,14 +10,14 @@ import pytest
 
 from stream_server.decoder.results import Word
 from stream_server.events import SpeechStarted, SpeechStopped, StreamFailed, TextCommitted, UtteranceDone
-from stream_server.transports.realtime_config import (
+from stream_server.transports.compat.realtime_config import (
     RealtimeError,
     SessionConfig,
     ServerVad,
     parse_beta_update,
     parse_ga_update,
 )
-from stream_server.transports.realtime_events import ItemTracker, server_event
+from stream_server.transports.compat.realtime_events import ItemTracker, server_event
 from stream_server.vad.segmenter import SpeechSegmenter, VadOptions
 from tests.transports.realtime_schemas import validate
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from stream_server.app import create_app
-from stream_server.transports.static_page import web_dir
+from stream_server.transports.rest.static_page import web_dir
 
 
 def test_the_page_files_are_found_beside_the_package() -> None:

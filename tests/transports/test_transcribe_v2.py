@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from stream_server.transports.transcribe_v2 import prefers_text
+from stream_server.transports.rest.transcribe_v2 import prefers_text
 from tests.conftest import audio_path
 from tests.transports.test_files_api import K1, K2, SHORT, upload
 

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import WSMsgType
 
 from stream_server.app import create_app
-from stream_server.transports.twilio_signature import twilio_signature
+from stream_server.transports.compat.twilio_signature import twilio_signature
 from tests.calls import CALL_RATE, call_s16, mulaw
 from tests.speech import channel_references, leaked_words, offline_call_wer, wer
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream_server.transports.metrics_api import CONTENT_TYPE
+from stream_server.transports.rest.metrics_api import CONTENT_TYPE
 from stream_server.transports.openapi.events import NUMBER, TEXT
 from stream_server.transports.openapi.parts import CULTURE, errors, list_of, nullable, obj, ok_json, query, ref, response
 

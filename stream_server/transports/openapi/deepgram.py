@@ -1,4 +1,4 @@
-"""Deepgram's `/v1/listen` (transports/deepgram_api.py, docs/PROTOCOL_DEEPGRAM.md): the live
+"""Deepgram's `/v1/listen` (transports/compat/deepgram_api.py, docs/PROTOCOL_DEEPGRAM.md): the live
 WebSocket's handshake and the pre-recorded POST. Its refusals are in Deepgram's error shape,
 except those the server gives before the route (405, and the connection bounds' 429)."""
 
@@ -35,7 +35,7 @@ PATHS = {
             "summary": "Deepgram live streaming over a WebSocket (docs/PROTOCOL_DEEPGRAM.md)",
             "description": "Key as `Authorization: Token <key>` (or Bearer), or the `token, <key>` subprotocol.",
             "parameters": PARAMETERS,
-            "responses": {"101": response("Switching protocols: the WebSocket is open."), **refused(400, 401, 503)},
+            "responses": {"101": response("Switching protocols: the WebSocket is open."), **refused(400, 401, 404, 503)},
             "x-websocket": {"close-codes": [1000, 1001, 1008, 1011]},
         },
         "post": {
@@ -53,7 +53,7 @@ PATHS = {
             },
             "responses": {
                 "200": response("Deepgram's pre-recorded response.", json_body(obj({"metadata": {"type": "object"}, "results": {"type": "object"}}, ("metadata", "results")))),
-                **refused(400, 401, 413, 503),
+                **refused(400, 401, 404, 413, 503),
             },
         },
     },

@@ -1,9 +1,9 @@
-"""OpenAI's files API for stored audio (transports/files_api.py)."""
+"""OpenAI's files API for stored audio (transports/rest/files_api.py)."""
 
 from __future__ import annotations
 
-from stream_server.library import MAX_PURPOSE
-from stream_server.transports.files_api import MAX_LIST_LIMIT
+from stream_server.file_access import MAX_PURPOSE
+from stream_server.transports.rest.files_api import MAX_LIST_LIMIT
 from stream_server.transports.openapi.events import NUMBER, TEXT
 from stream_server.transports.openapi.parts import (
     CULTURE,

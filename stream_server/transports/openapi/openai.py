@@ -1,10 +1,10 @@
-"""/health, /v1/models and POST /v1/audio/transcriptions (transports/openai_api.py)."""
+"""/health, /v1/models and POST /v1/audio/transcriptions (transports/rest/openai_api.py)."""
 
 from __future__ import annotations
 
 from stream_server.formats import RESPONSE_FORMATS
 from stream_server.routing.router import PREFERENCES
-from stream_server.transports.openai_api import GRANULARITIES, INCLUDES, PROVIDER_HEADER
+from stream_server.transports.rest.openai_api import GRANULARITIES, INCLUDES, PROVIDER_HEADER
 from stream_server.transports.openapi.parts import (
     BOOL,
     CULTURE,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from stream_server.transports.openapi.parts import errors, json_body, param, ref, response
-from stream_server.transports.static_page import PAGE_PREFIX
+from stream_server.transports.rest.static_page import PAGE_PREFIX
 
 HTML = {"text/html": {"schema": {"type": "string"}}}
 OPEN = {"security": []}

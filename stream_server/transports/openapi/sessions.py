@@ -1,5 +1,4 @@
-"""Live sessions: the list, one session's transcript, its event feed (transports/live_api.py,
-stored_sessions.py)."""
+"""Live sessions: the list, one session's transcript, its event feed (transports/live/sessions_api.py)."""
 
 from __future__ import annotations
 
@@ -18,19 +17,20 @@ SCHEMAS = {
             "provider": nullable(TEXT),
             "language": nullable(TEXT),
             "text": TEXT,
-            "duration": NUMBER,
+            "duration": nullable(NUMBER),
             "created_at": {"type": "integer"},
-            "ended_at": {"type": "integer"},
+            "ended_at": nullable({"type": "integer"}),
             "key_id": TEXT,
-            "utterances": {"type": "array", "items": UTTERANCE},
+            "utterances": nullable({"type": "array", "items": UTTERANCE}),
             "channels": {"type": "array", "items": ref("ChannelText")},
             "error": ref("ErrorDetail"),
         },
-        ("object", "id", "status", "model", "text", "created_at"),
+        ("object", "id", "status", "model", "provider", "language", "text", "duration", "created_at", "ended_at", "key_id", "utterances"),
     ),
 }
-"""A live session (with utterances) or a stored one (with duration, ended_at, key_id); a
-transport may add its own details (a call's ids)."""
+"""One shape for a session held live or stored: `duration` and `ended_at` are null until it is
+stored, `provider` and `utterances` for one stored before they were kept; a transport may add
+its own details (a call's ids)."""
 
 SESSION_ID = path("session_id", "A live session's id (`sess_...`).")
 

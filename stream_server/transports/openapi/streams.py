@@ -1,4 +1,4 @@
-"""The WebSocket routes (transports/websocket_api.py, twilio_api.py, realtime_api.py). OpenAPI describes their
+"""The WebSocket routes (transports/live/websocket_api.py, twilio_api.py, realtime_api.py). OpenAPI describes their
 handshake; a plain GET gets a 400 `websocket_required`. `x-websocket` names the messages."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from stream_server.transports.auth import REALTIME_PATH, STREAM_PATH, TWILIO_PATH
 from stream_server.transports.openapi.openai import FIELDS
 from stream_server.transports.openapi.parts import CULTURE, errors, query, ref, response
-from stream_server.transports.websocket_api import ENCODINGS
+from stream_server.transports.live.websocket_api import ENCODINGS
 
 SOCKET_FIELDS = (
     "model", "language", "prompt", "partials", "multichannel", "channel_labels",
@@ -32,7 +32,7 @@ PATHS = {
                 query("api_key", {"type": "string"}, "The key, for browsers (or a `bearer.<key>` subprotocol)."),
                 CULTURE,
             ],
-            "responses": {**UPGRADE, **errors(400, 503)},
+            "responses": {**UPGRADE, **errors(400, 404, 503)},
             "x-websocket": {"server-messages": ref("SocketMessage"), "close-codes": [1000, 1001, 1008, 1011, 1013]},
         }
     },

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from stream_server.transports.openapi.events import NUMBER, TEXT
 from stream_server.transports.openapi.parts import CULTURE, errors, json_body, obj, ref, response
-from stream_server.transports.transcribe_v2 import FIELDS, PATH
+from stream_server.transports.rest.transcribe_v2 import FIELDS, PATH
 
 INTEGER = {"type": "integer"}
 

@@ -45,7 +45,7 @@ def content_security_policy(host: str) -> str:
 def web_dir() -> Path | None:
     """Where the page's files are: beside the package in a checkout, else the installed copy."""
     candidates = (
-        Path(__file__).resolve().parents[2] / "web",
+        Path(__file__).resolve().parents[3] / "web",
         Path(sys.prefix) / "share" / "stream-server" / "web",
     )
     return next((path for path in candidates if (path / "index.html").is_file()), None)

@@ -4,7 +4,7 @@ pre-recorded POST, so a `deepgram-sdk` client works with only its base URL chang
 Live: binary messages are audio in the query's `encoding`; text messages are `KeepAlive`,
 `Finalize` and `CloseStream`. Each stream is a live session like the native WebSocket's
 (admission, balance, the session log at /v1/audio/sessions/{id}/events, storage); its events are
-sent as Deepgram's messages (transports/deepgram_results.py). What is refused before the upgrade
+sent as Deepgram's messages (transports/compat/deepgram_results.py). What is refused before the upgrade
 is an HTTP error in Deepgram's shape (`err_code`, `err_msg`, `request_id`, and a `dg-error`
 header); after it, a bad text message gets an `Error` message and the stream goes on, and a
 failure closes the socket with 1008 or 1011 and a reason, as Deepgram's do.
@@ -30,17 +30,17 @@ from stream_server.decoder.whisper import TranscribeOptions
 from stream_server.errors import InvalidRequest, Overloaded, ServiceError, Unauthorized
 from stream_server.events import Event, StreamDone, StreamFailed
 from stream_server.principals import Principal
-from stream_server.transports import deepgram_messages as messages
+from stream_server.transports.compat import deepgram_messages as messages
 from stream_server.transports.appkeys import KEYS, SETTINGS, TRANSCRIBER
-from stream_server.transports.audio_inbox import AudioInbox
+from stream_server.transports.live.audio_inbox import AudioInbox
 from stream_server.transports.auth import DEEPGRAM_PATH, presented_key, principal_of
-from stream_server.transports.deepgram_params import ListenParams, parse_listen_params
-from stream_server.transports.deepgram_results import DeepgramResults
+from stream_server.transports.compat.deepgram_params import ListenParams, parse_listen_params
+from stream_server.transports.compat.deepgram_results import DeepgramResults
 from stream_server.transports.forms import body_chunks, read_bounded, too_large
 from stream_server.transports.limits import LimitedWebSocket, check_auth_allowed, note_failed_auth
-from stream_server.transports.live_api import SESSION_HEADER
-from stream_server.transports.live_run import LiveRun, end_live_run, server_vad, start_live_run
-from stream_server.transports.websocket_api import (
+from stream_server.transports.live.sse_api import SESSION_HEADER
+from stream_server.transports.live.live_run import LiveRun, end_live_run, server_vad, start_live_run
+from stream_server.transports.live.websocket_api import (
     HEARTBEAT_S,
     MAX_BAD_CONTROLS,
     MAX_MESSAGE_BYTES,

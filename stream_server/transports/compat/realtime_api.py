@@ -4,7 +4,7 @@ the `openai` SDK's `client.realtime.connect(extra_query={"intent": "transcriptio
 
 Client events are JSON text messages: `session.update` (GA, `session.type = "transcription"`)
 or `transcription_session.update` (beta), `input_audio_buffer.append` (base64 audio),
-`.commit` and `.clear`. The server answers in OpenAI's shapes (transports/realtime_events.py)
+`.commit` and `.clear`. The server answers in OpenAI's shapes (transports/compat/realtime_events.py)
 with committed text only. The stream is a live session like the native protocol's: it starts at
 the first audio, with the configuration then in force (later updates may change the audio
 format and `include`, not what the stream was built with), is followed at
@@ -36,13 +36,13 @@ from stream_server.events import StreamDone, StreamFailed
 from stream_server.principals import ANONYMOUS_ID, Principal
 from stream_server.routing.router import RouteRequest
 from stream_server.transports.appkeys import ADMISSION, METER, PRINCIPAL, SETTINGS
-from stream_server.transports.audio_inbox import AudioInbox
+from stream_server.transports.live.audio_inbox import AudioInbox
 from stream_server.transports.auth import REALTIME_PATH, presented_key
 from stream_server.transports.limits import LimitedWebSocket, check_auth_allowed, note_failed_auth
-from stream_server.transports.live_run import LiveRun, end_live_run, live_backend, server_vad, start_live_run
-from stream_server.transports.messages import localized_message
-from stream_server.transports.openai_api import served_model_names
-from stream_server.transports.realtime_config import (
+from stream_server.transports.live.live_run import LiveRun, end_live_run, live_backend, server_vad, start_live_run
+from stream_server.transports.error_texts import localized_message
+from stream_server.transports.served_models import not_served, served_model_names
+from stream_server.transports.compat.realtime_config import (
     GA_FORMATS,
     REALTIME_TRANSCRIPTION_MODELS,
     RealtimeError,
@@ -50,7 +50,7 @@ from stream_server.transports.realtime_config import (
     parse_beta_update,
     parse_ga_update,
 )
-from stream_server.transports.realtime_events import (
+from stream_server.transports.compat.realtime_events import (
     COMMIT_EMPTY,
     MIN_COMMIT_S,
     ItemTracker,
@@ -58,7 +58,7 @@ from stream_server.transports.realtime_events import (
     error_event,
     server_event,
 )
-from stream_server.transports.websocket_api import HEARTBEAT_S, MAX_MESSAGE_BYTES, WEBSOCKETS, SerialSocket, close_code
+from stream_server.transports.live.websocket_api import HEARTBEAT_S, MAX_MESSAGE_BYTES, WEBSOCKETS, SerialSocket, close_code
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -170,7 +170,7 @@ class _Connection:
             )
         model = query.get("model")
         if model is not None and model not in self.models:
-            raise InvalidRequest(f"model '{model}' is not served here", param="model", code="model_not_found")
+            raise not_served(model, sorted(self.models))
         backend = live_backend(self.app, RouteRequest())
         self.model_name = backend.service.model.name  # NotReady while the model loads
         await self.app[METER].check_balance(self.principal)

@@ -14,7 +14,7 @@ from stream_server.audio.live import RawFormat
 from stream_server.errors import InvalidRequest
 from stream_server.transports.channel_params import ChannelRequest, parse_channels
 from stream_server.transports.forms import Form, parse_bool
-from stream_server.transports.openai_api import served_model_names
+from stream_server.transports.served_models import not_served, served_model_names
 from stream_server.vad.segmenter import VadOptions
 
 ENCODINGS = {"linear16": "s16le", "mulaw": "mulaw", "alaw": "alaw"}
@@ -83,11 +83,7 @@ def _model(request: web.Request) -> str:
     model = request.query.get("model") or served[0]
     if model in served or model in DEEPGRAM_USE_CASES or DEEPGRAM_MODEL.match(model):
         return model
-    raise InvalidRequest(
-        f"model '{model}' is not served here; use a Deepgram name (nova-3, nova-2, ...) or one of {', '.join(served)}",
-        param="model",
-        code="model_not_found",
-    )
+    raise not_served(model, served, also="a Deepgram name (nova-3, nova-2, ...) or ")
 
 
 def _language(value: str | None) -> str | None:

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 from stream_server.decoder.results import Word
 from stream_server.events import Event, SpeechStarted, SpeechStopped, TextCommitted, TextPartial, UtteranceDone
-from stream_server.transports import deepgram_messages as messages
-from stream_server.transports.deepgram_params import ListenParams
+from stream_server.transports.compat import deepgram_messages as messages
+from stream_server.transports.compat.deepgram_params import ListenParams
 
 
 @dataclass

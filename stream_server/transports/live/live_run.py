@@ -262,10 +262,15 @@ def setup(app: web.Application) -> None:
 
 
 def stored_details(session: LiveSession) -> dict:
-    """What a stored session keeps beyond its transcript: the transport's details (a call's
-    ids) and, for a multichannel one, each channel's text."""
+    """What a stored session keeps beyond its transcript: its provider, its utterances, the
+    transport's details (a call's ids) and, for a multichannel one, each channel's text."""
+    utterances = [
+        {"id": u.utterance_id, "text": u.text, "start": round(u.start, 3), "end": round(u.end, 3)}
+        for u in session.utterances
+    ]
     channel_list = [c.fields() for c in session.channel_texts()] if session.multichannel else None
-    return dict(session.details) | ({"channels": channel_list} if channel_list is not None else {})
+    kept = {"provider": session.provider or None, "utterances": utterances, **session.details}
+    return kept | ({"channels": channel_list} if channel_list is not None else {})
 
 
 async def _keep(app: web.Application, run: LiveRun) -> None:

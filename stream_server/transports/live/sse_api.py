@@ -1,5 +1,4 @@
-"""Live transcription over SSE: the streaming response of POST /v1/audio/transcriptions,
-and the observer endpoints of a session (its transcript, its event feed with replay)."""
+"""Live transcription over SSE: the streaming response of POST /v1/audio/transcriptions."""
 
 from __future__ import annotations
 
@@ -9,21 +8,16 @@ from collections.abc import AsyncGenerator, AsyncIterator
 import numpy as np
 from aiohttp import web
 
-from stream_server.engine.sessions import LiveSession, is_session_id
-from stream_server.errors import Forbidden, InvalidRequest, NotFound
+from stream_server.engine.sessions import LiveSession
 from stream_server.events import SessionStarted, StreamFailed, TextCommitted
-from stream_server.principals import ANONYMOUS_ID
 from stream_server.routing.router import RouteRequest
-from stream_server.transports.appkeys import SESSIONS, STORAGE
 from stream_server.transports.auth import principal_of
 from stream_server.transports.channel_params import ChannelRequest
 from stream_server.transports.event_json import OPENAI_TYPES, event_json
-from stream_server.transports.live_run import end_live_run, session_service, start_live_run
-from stream_server.transports.sse import EventStream
-from stream_server.transports.stored_sessions import live_session_object, session_object
+from stream_server.transports.live.live_run import end_live_run, start_live_run
+from stream_server.transports.live.sse import EventStream
 
 log = logging.getLogger(__name__)
-routes = web.RouteTableDef()
 
 SESSION_HEADER = "X-Session-Id"
 
@@ -110,56 +104,3 @@ class _DeltaLabels:
         new_line = "" if self._last is None else "\n"
         self._last = event.channel
         return f"{new_line}[{self._session.channel(event.channel).name}] {event.delta.lstrip()}"
-
-
-def _not_found(request: web.Request) -> NotFound:
-    session_id = request.match_info["session_id"]
-    return NotFound(f"no session '{session_id}'", param="session_id", code="session_not_found")
-
-
-def _session_id(request: web.Request) -> str:
-    """The id in the path, checked to be a session id's exact form (else 404) before any lookup."""
-    session_id = request.match_info["session_id"]
-    if not is_session_id(session_id):
-        raise _not_found(request)
-    return session_id
-
-
-def _live_session(request: web.Request) -> LiveSession | None:
-    """The session if this process still holds it; another key's session is a 403."""
-    session = request.app[SESSIONS].get(_session_id(request))
-    if session is not None and not principal_of(request).may_access(session.owner or ANONYMOUS_ID):
-        raise Forbidden("this session belongs to another API key", param="session_id", code="forbidden")
-    return session
-
-
-@routes.get("/v1/audio/sessions/{session_id}")
-async def get_session(request: web.Request) -> web.Response:
-    session = _live_session(request)
-    if session is None:  # finished before a restart: the stored transcript
-        record = await request.app[STORAGE].get_session(_session_id(request))
-        if record is None:
-            raise _not_found(request)
-        if not principal_of(request).may_access(record.owner):
-            raise Forbidden("this session belongs to another API key", param="session_id", code="forbidden")
-        return web.json_response(session_object(record))
-    return web.json_response(live_session_object(session))
-
-
-@routes.get("/v1/audio/sessions/{session_id}/events")
-async def follow_session(request: web.Request) -> web.StreamResponse:
-    """Every event of a session, partials included; `Last-Event-ID` resumes after that event."""
-    session = _live_session(request)
-    if session is None:
-        raise _not_found(request)
-    last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or "-1"
-    try:
-        after = int(last)
-    except ValueError:
-        raise InvalidRequest("Last-Event-ID must be an event id (an integer)", param="Last-Event-ID") from None
-    count_tokens = session_service(request.app, session).model.count_tokens
-    async with EventStream(request, {SESSION_HEADER: session.id}) as sse:
-        async for event in session.follow(after):
-            await sse.send(event_json(event, count_tokens, logprobs=True, provider=session.provider), event.seq)
-        await sse.send("[DONE]")
-    return sse.response

@@ -26,15 +26,15 @@ from stream_server.audio.tracks import TrackAligner
 from stream_server.errors import InvalidRequest, ServiceError, Unauthorized
 from stream_server.principals import Principal
 from stream_server.transports.appkeys import KEYS, SETTINGS
-from stream_server.transports.audio_inbox import AudioInbox
+from stream_server.transports.live.audio_inbox import AudioInbox
 from stream_server.transports.auth import TWILIO_PATH, presented_key, principal_of
 from stream_server.transports.channel_params import ChannelRequest
 from stream_server.transports.errors import service_error_body
 from stream_server.transports.forms import UploadStalled
 from stream_server.transports.limits import LimitedWebSocket, check_auth_allowed, note_failed_auth
-from stream_server.transports.live_run import LiveRun, end_live_run, start_live_run
-from stream_server.transports.twilio_signature import SIGNATURE_HEADER, signature_valid
-from stream_server.transports.websocket_api import HEARTBEAT_S, MAX_MESSAGE_BYTES, WEBSOCKETS
+from stream_server.transports.live.live_run import LiveRun, end_live_run, start_live_run
+from stream_server.transports.compat.twilio_signature import SIGNATURE_HEADER, signature_valid
+from stream_server.transports.live.websocket_api import HEARTBEAT_S, MAX_MESSAGE_BYTES, WEBSOCKETS
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

@@ -23,16 +23,16 @@ from stream_server.errors import FieldTooLong, InvalidRequest, Overloaded, Servi
 from stream_server.events import StreamDone, StreamFailed
 from stream_server.routing.router import RouteRequest
 from stream_server.transports.appkeys import SESSIONS, SETTINGS
-from stream_server.transports.audio_inbox import AudioInbox
+from stream_server.transports.live.audio_inbox import AudioInbox
 from stream_server.transports.auth import STREAM_PATH, principal_of
 from stream_server.transports.channel_params import ChannelRequest, parse_channels
 from stream_server.transports.errors import error_body, service_error_body
 from stream_server.transports.event_json import event_json
-from stream_server.transports.forms import FIELD_LIMIT, Form, UploadStalled
+from stream_server.transports.forms import FIELD_LIMIT, Form, UploadStalled, parse_bool
 from stream_server.transports.limits import LimitedWebSocket
-from stream_server.transports.live_run import LiveRun, end_live_run, live_backend, start_live_run
-from stream_server.transports.openai_api import parse_bool, served_model_names
+from stream_server.transports.live.live_run import LiveRun, end_live_run, live_backend, start_live_run
 from stream_server.transports.route_params import parse_route
+from stream_server.transports.served_models import not_served, served_model_names
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -74,9 +74,7 @@ def parse_stream_params(request: web.Request) -> StreamParams:
     served = served_model_names(request)
     model = query.get("model") or served[0]
     if model not in served:
-        raise InvalidRequest(
-            f"model '{model}' is not served here; use one of {', '.join(served)}", param="model", code="model_not_found"
-        )
+        raise not_served(model, served)
     language = (query.get("language") or "").strip().lower() or None
     form = Form.from_query(request)
     route = parse_route(form)

@@ -9,20 +9,17 @@ from dataclasses import dataclass
 
 import numpy as np
 from aiohttp import web
-from aiohttp.helpers import parse_mimetype
-
 
 from stream_server.decoder.whisper import MAX_TEMPERATURE, TranscribeOptions
-from stream_server.errors import InvalidRequest, NotFound
+from stream_server.errors import InvalidRequest
 from stream_server.formats import RESPONSE_FORMATS, render, render_channels
-from stream_server.models import OPENAI_MODEL_ALIASES
 from stream_server.routing.backends import Routed
 from stream_server.routing.router import RouteRequest
 from stream_server.transports.appkeys import SERVICE, SETTINGS, TRANSCRIBER
-from stream_server.transports.audio_input import audio_from_form
+from stream_server.transports.rest.request_audio import audio_from_form, check_audio_body, raw_format
 from stream_server.transports.channel_params import ChannelRequest, parse_channels
 from stream_server.transports.auth import principal_of
-from stream_server.audio.live import RawFormat, container_pcm, raw_pcm
+from stream_server.audio.live import container_pcm, raw_pcm
 from stream_server.audio.wav import wav_bytes
 from stream_server.transports.forms import (
     Form,
@@ -38,8 +35,9 @@ from stream_server.transports.forms import (
     read_rest,
     too_large,
 )
-from stream_server.transports.live_api import respond_live
+from stream_server.transports.live.sse_api import respond_live
 from stream_server.transports.route_params import parse_route
+from stream_server.transports.served_models import not_served, served_model_names
 
 routes = web.RouteTableDef()
 
@@ -64,13 +62,6 @@ class TranscriptionRequest:
     channels: ChannelRequest = ChannelRequest()
 
 
-def served_model_names(request: web.Request) -> list[str]:
-    """The default backend's model first, then every other provider's, then OpenAI's names.
-    `model` is only checked against these: the routing fields choose the backend."""
-    names = [s.model for s in request.app[SETTINGS].provider_specs if s.model]
-    return list(dict.fromkeys([*names, *sorted(OPENAI_MODEL_ALIASES)]))
-
-
 def parse_transcription_request(form: Form, served: list[str], default_model: str | None = None) -> TranscriptionRequest:
     """`default_model` stands in for a missing `model` (raw bodies: OpenAI's multipart
     requires it, but `curl -T -` with the fields in the query should not have to)."""
@@ -78,11 +69,7 @@ def parse_transcription_request(form: Form, served: list[str], default_model: st
     if not model:
         raise InvalidRequest("'model' is required", param="model", code="missing_field")
     if model not in served:
-        raise NotFound(
-            f"model '{model}' is not served here; use one of {', '.join(served)}",
-            param="model",
-            code="model_not_found",
-        )
+        raise not_served(model, served)
     response_format = form.get("response_format") or "json"
     if response_format not in RESPONSE_FORMATS:
         raise InvalidRequest(
@@ -158,8 +145,9 @@ async def list_models(request: web.Request) -> web.Response:
 @routes.get("/v1/models/{model}")
 async def get_model(request: web.Request) -> web.Response:
     name = request.match_info["model"]
-    if name not in served_model_names(request):
-        raise NotFound(f"model '{name}' is not served here", param="model", code="model_not_found")
+    served = served_model_names(request)
+    if name not in served:
+        raise not_served(name, served)
     return web.json_response(_model_object(name))
 
 
@@ -209,18 +197,9 @@ async def _transcribe_form(request: web.Request, form: Form) -> web.StreamRespon
     return await _respond_file(request, params, audio.data, audio.filename)
 
 
-def _check_audio_body(content_type: str) -> None:
-    if content_type.startswith(("audio/", "video/")) or content_type in ("application/octet-stream", "application/ogg"):
-        return
-    raise InvalidRequest(
-        f"expected multipart/form-data, or a raw audio body (audio/*, application/octet-stream), got '{content_type}'",
-        code="invalid_content_type",
-    )
-
-
 async def _transcribe_raw_body(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    _check_audio_body(request.content_type)
+    check_audio_body(request.content_type)
     served = served_model_names(request)
     params = parse_transcription_request(Form.from_query(request), served, default_model=served[0])
     raw = raw_format(request.headers.get("Content-Type", ""))
@@ -302,25 +281,3 @@ def transcription_header(routed: Routed) -> dict:
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
-
-
-RAW_TYPES = {"audio/l16": "s16be", "audio/pcmu": "mulaw", "audio/pcma": "alaw", "audio/basic": "mulaw"}
-"""Raw audio media types (RFC 2586 L16 is big-endian); G.711 defaults to 8 kHz."""
-
-
-def raw_format(content_type: str) -> RawFormat | None:
-    """The raw PCM format a Content-Type names, or None for a container (wav, ogg, webm, ...)."""
-    mime = parse_mimetype(content_type)
-    kind = f"{mime.type}/{mime.subtype}".lower()
-    params = {k.lower(): v for k, v in mime.parameters.items()}
-    if kind == "audio/pcm":
-        encoding = params.get("encoding", "s16le").lower()
-    elif kind in RAW_TYPES:
-        encoding = RAW_TYPES[kind]
-    else:
-        return None
-    default_rate = 8000 if encoding in ("mulaw", "alaw") else 16000
-    try:
-        return RawFormat(encoding, int(params.get("rate", default_rate)), int(params.get("channels", 1)))
-    except ValueError:
-        raise InvalidRequest(f"bad rate or channels in Content-Type '{content_type}'", param="Content-Type") from None

@@ -1,5 +1,5 @@
 """POST /api/v2/Audio/transcribe/file: transcribe a stored file, JSON in, JSON (or text) out,
-with token usage and cost. `?culture=es` turns error messages to Spanish (see messages.py)."""
+with token usage and cost. `?culture=es` turns error messages to Spanish (see error_texts.py)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from aiohttp import web
 
 from stream_server.decoder.results import Transcription
 from stream_server.decoder.whisper import TranscribeOptions
-from stream_server.errors import FieldTooLong, InvalidRequest, NotFound
+from stream_server.errors import FieldTooLong, InvalidRequest
 from stream_server.settings import Settings
 from stream_server.transports.appkeys import FILES, SETTINGS, TRANSCRIBER
 from stream_server.transports.auth import principal_of
-from stream_server.transports.openai_api import served_model_names
+from stream_server.transports.served_models import not_served, served_model_names
 
 routes = web.RouteTableDef()
 
@@ -51,11 +51,7 @@ def parse_request(body: object, served: list[str]) -> FileTranscriptionRequest:
             raise FieldTooLong(f"'{name}' must be at most {limit} characters", param=name, limit=limit)
         values[name] = value
     if values["modelId"] not in served:
-        raise NotFound(
-            f"model '{values['modelId']}' is not served here; use one of {', '.join(served)}",
-            param="modelId",
-            code="model_not_found",
-        )
+        raise not_served(values["modelId"], served, param="modelId")
     return FileTranscriptionRequest(values["modelId"], values["fileId"], values["user"])
 
 
