@@ -8,7 +8,7 @@ Starts `stream-server serve` (bench_stream.Server; `--server-arg` adds flags, e.
 dev feed, looped, at real-time pace, over the WebSocket, a chunked raw HTTP body, or both at
 once, for `--minutes`. Every `--every` seconds it reads /metrics (`process_resident_memory_bytes`,
 `stream_server_asyncio_tasks`, `process_open_fds`) and prints a JSON line; at the end, RSS at
-the first sample after warm-up (the first tenth of the run), the maximum, the last, and the
+the first sample after warm-up (the first tenth of the run), the median, the maximum, the last, and the
 slope of a least-squares line through the samples after warm-up, in MB per hour.
 """
 
@@ -51,9 +51,9 @@ async def paced(pcm: bytes, until: float):
         await asyncio.sleep(max(0.0, started + sent * 0.1 - time.monotonic()))
 
 
-async def over_websocket(url: str, pcm: bytes, until: float) -> dict:
+async def over_websocket(url: str, pcm: bytes, until: float, partials: str) -> dict:
     async with aiohttp.ClientSession() as session:
-        ws = await session.ws_connect(url.replace("http", "ws") + "/v1/audio/stream?partials=true")
+        ws = await session.ws_connect(url.replace("http", "ws") + f"/v1/audio/stream?partials={partials}")
         events = 0
 
         async def read() -> None:
@@ -69,10 +69,10 @@ async def over_websocket(url: str, pcm: bytes, until: float) -> dict:
         return {"transport": "websocket", "events": events, "close_code": ws.close_code}
 
 
-async def over_http(url: str, pcm: bytes, until: float) -> dict:
+async def over_http(url: str, pcm: bytes, until: float, partials: str) -> dict:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
         async with session.put(
-            f"{url}/v1/audio/transcriptions?stream=true&partials=true", data=paced(pcm, until), headers={"Content-Type": RAW}
+            f"{url}/v1/audio/transcriptions?stream=true&partials={partials}", data=paced(pcm, until), headers={"Content-Type": RAW}
         ) as response:
             events = 0
             async for line in response.content:
@@ -85,6 +85,7 @@ async def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--every", type=float, default=30.0)
     parser.add_argument("--transport", choices=["websocket", "http", "both"], default="both")
+    parser.add_argument("--partials", choices=["true", "false"], default="true")
     parser.add_argument("--server-arg", action="append", default=[])
     args = parser.parse_args()
     audio = decode_file((REPO.parent / "shared" / "audio" / "en_dev_feed_16k.wav").read_bytes())
@@ -95,7 +96,7 @@ async def main() -> None:
         started = time.monotonic()
         until = started + args.minutes * 60
         kinds = ["websocket", "http"] if args.transport == "both" else [args.transport]
-        jobs = [asyncio.ensure_future((over_websocket if k == "websocket" else over_http)(server.url, pcm, until)) for k in kinds]
+        jobs = [asyncio.ensure_future((over_websocket if k == "websocket" else over_http)(server.url, pcm, until, args.partials)) for k in kinds]
         samples = []
         while not all(j.done() for j in jobs):
             await asyncio.sleep(args.every)
@@ -116,7 +117,7 @@ async def main() -> None:
         slope = float(np.polyfit(minutes, rss, 1)[0] * 60) if len(warm) > 2 else float("nan")
         print(json.dumps({
             "minutes": args.minutes, "transports": results, "rss_after_warmup_mb": warm[0]["rss_mb"],
-            "rss_max_mb": float(rss.max()), "rss_last_mb": warm[-1]["rss_mb"], "slope_mb_per_hour": round(slope, 1),
+            "rss_median_mb": float(np.median(rss)), "rss_max_mb": float(rss.max()), "rss_last_mb": warm[-1]["rss_mb"], "slope_mb_per_hour": round(slope, 1),
         }))
     finally:
         server.stop()
