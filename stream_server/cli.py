@@ -162,7 +162,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         type=float,
         default=default("STREAM_MAX_QUEUE_S", defaults.stream_max_queue_s),
         help="seconds of audio a live WebSocket may have waiting for the decoder before it is closed "
-        "with 1013 [STREAM_SERVER_STREAM_MAX_QUEUE_S]",
+        "with 1013; a chunked live body is not read further while this much waits [STREAM_SERVER_STREAM_MAX_QUEUE_S]",
     )
     serve.add_argument(
         "--idle-timeout",

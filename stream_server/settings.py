@@ -79,7 +79,8 @@ class Settings:
     """When set, a Twilio Media Streams upgrade must carry a valid X-Twilio-Signature."""
     stream_max_queue_s: float = 30.0
     """Audio a live WebSocket may have waiting for the decoder; past a third of it the client is
-    warned (`falling_behind`), past all of it the stream is closed with 1013."""
+    warned (`falling_behind`), past all of it the stream is closed with 1013. A chunked live body
+    is not read further while this much waits."""
 
     max_session_events: int = 20_000
     """Events a live session keeps for replay; past it the oldest partials are dropped first."""
