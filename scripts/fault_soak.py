@@ -86,8 +86,11 @@ async def over_websocket(url: str, pcm: bytes, until: float, partials: str, prog
 
         reader = asyncio.ensure_future(read())
         async for frame in paced(pcm, until, progress):
+            if ws.closed:  # ended by the server (falling_behind): its close code says why
+                break
             await ws.send_bytes(frame)
-        await ws.send_str(json.dumps({"type": "close"}))
+        if not ws.closed:
+            await ws.send_str(json.dumps({"type": "close"}))
         await reader
         return {"transport": "websocket", "events": events, "close_code": ws.close_code}
 
