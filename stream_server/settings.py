@@ -185,11 +185,13 @@ class Settings:
     stream_max_queue_s: float = setting(
         30.0,
         "--stream-max-queue-s",
-        "seconds of audio a live WebSocket may have waiting for the decoder before it is closed with 1013",
+        "seconds of audio a live WebSocket may have waiting for the decoder before it is closed with 1013; "
+        "a chunked live body is not read further while this much waits",
         parse=float,
     )
     """Audio a live WebSocket may have waiting for the decoder; past a third of it the client is
-    warned (`falling_behind`), past all of it the stream is closed with 1013."""
+    warned (`falling_behind`), past all of it the stream is closed with 1013. A chunked live body
+    is not read further while this much waits."""
 
     max_session_events: int = setting(
         20_000,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,16 +37,25 @@ class PacedUpload:
     finished_at: float | None = None
     stall_after: int | None = None
     """Stop sending (but keep the request open) after this many bytes."""
+    hold_open: asyncio.Event | None = None
+    """After the data, go on sending silence (zero bytes) until this is set, for at most
+    HOLD_OPEN_MAX_S of audio: a slow machine's first text then still comes before the end."""
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         started = time.monotonic()
-        for offset in range(0, len(self.data), self.chunk):
+        tail = 0 if self.hold_open is None else int(HOLD_OPEN_MAX_S * self.bytes_per_second)
+        for offset in range(0, len(self.data) + tail, self.chunk):
             if self.stall_after is not None and offset >= self.stall_after:
                 await asyncio.sleep(3600)
-            yield self.data[offset : offset + self.chunk]
+            if offset >= len(self.data) and (self.hold_open is None or self.hold_open.is_set()):
+                break
+            yield self.data[offset : offset + self.chunk] if offset < len(self.data) else bytes(self.chunk)
             due = started + (offset + self.chunk) / self.bytes_per_second / self.speed
             await asyncio.sleep(max(0.0, due - time.monotonic()))
         self.finished_at = time.monotonic()
+
+
+HOLD_OPEN_MAX_S = 120.0
 
 
 @dataclass
@@ -60,8 +69,11 @@ class SseEvent:
         return self.data.get("type") if isinstance(self.data, dict) else None
 
 
-async def read_sse(response: ClientResponse, limit: int | None = None) -> list[SseEvent]:
-    """Parse an SSE body until [DONE], the end of the body, or `limit` events."""
+async def read_sse(
+    response: ClientResponse, limit: int | None = None, on_event: Callable[[SseEvent], object] = lambda event: None
+) -> list[SseEvent]:
+    """Parse an SSE body until [DONE], the end of the body, or `limit` events (each told to
+    `on_event` as it comes)."""
     events: list[SseEvent] = []
     event_id: int | None = None
     async for raw in response.content:
@@ -71,6 +83,7 @@ async def read_sse(response: ClientResponse, limit: int | None = None) -> list[S
         elif line.startswith("data: "):
             payload = line[6:]
             events.append(SseEvent(event_id, payload if payload == "[DONE]" else json.loads(payload)))
+            on_event(events[-1])
             event_id = None
             if payload == "[DONE]" or (limit is not None and len(events) >= limit):
                 break

@@ -1,4 +1,5 @@
-"""The WebSocket's audio inbox: bounded in seconds, paced by the decoder, controls in order."""
+"""The audio inbox: bounded in seconds, paced by the decoder, controls in order; a body read into it
+waits for room."""
 
 from __future__ import annotations
 
@@ -51,3 +52,37 @@ async def test_audio_waits_while_the_decoder_is_behind() -> None:
     backlog[0] = 0.0  # the decoder caught up
     assert len(await asyncio.wait_for(waiting, 10)) == 16000
     assert inbox.queued_seconds == 0
+
+
+async def test_a_body_is_not_read_further_while_the_inbox_is_full() -> None:
+    read: list[int] = []
+
+    async def body():
+        for number in range(6):
+            read.append(number)
+            yield seconds(1.0, float(number))
+
+    inbox = AudioInbox(limit_s=2.5)
+    filling = asyncio.ensure_future(inbox.fill_from(body()))
+    await asyncio.sleep(0.1)
+    assert inbox.queued_seconds == pytest.approx(2.0) and read == [0, 1, 2]  # the third waits for room
+    chunks = inbox.pcm()
+    assert float((await anext(chunks))[0]) == 0.0
+    await asyncio.sleep(0.1)
+    assert inbox.queued_seconds == pytest.approx(2.0) and read == [0, 1, 2, 3]
+    assert [float(c[0]) async for c in chunks] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    await filling
+
+
+async def test_what_breaks_a_body_comes_out_after_the_audio_before_it() -> None:
+    async def body():
+        yield seconds(1.0)
+        raise ConnectionResetError("gone")
+
+    inbox = AudioInbox(limit_s=0.5)  # a piece larger than the bound goes in as slices that fit
+    filling = asyncio.ensure_future(inbox.fill_from(body()))
+    chunks = inbox.pcm()
+    assert [len(await anext(chunks)), len(await anext(chunks))] == [8000, 8000]
+    await filling
+    with pytest.raises(ConnectionResetError):
+        await anext(chunks)

@@ -31,10 +31,12 @@ def form(stream: bool, **fields: str) -> dict:
 async def test_a_file_posted_with_stream_is_transcribed_as_without_and_streams_its_segments(client):
     """Decoded as a file is, with word timestamps (the deltas' times and words): the text is that
     of the same request without stream asking for words, and as good as the plain one's."""
-    plain = await (await client.post(URL, data=form(stream=False))).json()
-    words = await (
-        await client.post(URL, data=form(stream=False, response_format="verbose_json", **{"timestamp_granularities[]": "word"}))
-    ).json()
+    async def transcribed(**fields: str) -> dict:
+        return await (await client.post(URL, data=form(stream=False, **fields))).json()
+
+    plain, words = await asyncio.gather(  # one on each decode slot
+        transcribed(), transcribed(response_format="verbose_json", **{"timestamp_granularities[]": "word"})
+    )
     response = await client.post(URL, data=form(stream=True, partials="true"))
     events = await read_sse(response)
     done = of_type(events, "transcript.text.done")[0]
@@ -58,13 +60,13 @@ async def test_a_chunked_upload_that_speeds_up_goes_whole_without_losing_a_word(
     names = ("en_jfk_16k.wav", "en_ls_1995-1837-0001.wav", "en_librivox_sense_and_sensibility_01-0870.wav", LONG_CLIP)
     pause = np.zeros(SAMPLE_RATE, np.float32)
     audio = np.concatenate([part for name in names for part in (pcm16k(name), pause)])
-    real_time = len(pcm16k(names[0])) * 2  # bytes of the first clip: sent at real time, the rest at 20x
+    live = len(pcm16k(names[0])) * 2  # bytes of the first clip: sent at 2x, as a live client, the rest at 20x
 
     class SpeedingUp(PacedUpload):
         async def __aiter__(self):
-            async for chunk in PacedUpload(self.data[:real_time], self.bytes_per_second, speed=1.0):
+            async for chunk in PacedUpload(self.data[:live], self.bytes_per_second, speed=2.0):
                 yield chunk
-            async for chunk in PacedUpload(self.data[real_time:], self.bytes_per_second, speed=20.0):
+            async for chunk in PacedUpload(self.data[live:], self.bytes_per_second, speed=20.0):
                 yield chunk
 
     with caplog.at_level(logging.INFO, logger=SWITCHES):

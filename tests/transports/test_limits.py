@@ -1,7 +1,7 @@
 """The bounds on what one client may hold or send, one test (at least) per bound, through the
 real server: requests open per key and per address, failed key checks per address, the
 WebSocket message rate (ours and Twilio's), the session log, the sessions kept, a slow SSE
-reader. Waits are bounded hang guards, never timing assertions."""
+reader, a live body's undecoded audio. Waits are bounded hang guards, never timing assertions."""
 
 from __future__ import annotations
 
@@ -18,13 +18,19 @@ from aiohttp import WSMsgType, WSServerHandshakeError
 from stream_server.app import create_app
 from stream_server.audio import SAMPLE_RATE
 from stream_server.events import TextPartial
+from stream_server.transports import live_api
 from stream_server.transports.appkeys import SESSIONS
+from stream_server.transports.live.audio_inbox import BODY_SLICE_S, MAX_DECODER_BACKLOG_S, AudioInbox
 from stream_server.transports.limits import LIMITS, FailedAuth, MessageRate
+from stream_server.transports.live.live_run import LIVE_RUNS
 from tests.live_helpers import RAW_S16LE, PacedUpload, of_type, pcm16k, read_sse, s16le
+from tests.speech import reference, wer
 from tests.transports.test_twilio_api import media, start
 
 BOUND_S = 60
 """Hang guard for each wait below."""
+VAD_RELEASE_S = 4.0
+"""More than the VAD holds back (look-back, hangover) before handing an utterance's audio on."""
 K1, K2 = {"Authorization": "Bearer k1"}, {"Authorization": "Bearer k2"}
 
 
@@ -219,3 +225,49 @@ async def test_an_sse_reader_that_reads_nothing_is_dropped_and_the_session_goes_
     replay = await read_sse(await client.get(f"/v1/audio/sessions/{session.id}/events"))
     assert len(of_type(replay, "transcript.text.partial")) == 4001
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "a dropped client is no server error"
+
+
+async def test_a_live_body_sent_faster_than_it_is_decoded_is_read_only_as_the_decoder_takes_it(make_client, monkeypatch):
+    """A chunked raw body is read through an inbox of --stream-max-queue-s: once that holds the
+    bound, the body is not read further (HTTP's flow control holds the client back) until the
+    decoder takes more. The server never holds more undecoded audio than the bound and the
+    decoder's own backlog, and every word still arrives."""
+    held: list[float] = []
+
+    class Recorded(AudioInbox):
+        def _append(self, pcm) -> None:
+            super()._append(pcm)
+            held.append(self.queued_seconds)
+
+    monkeypatch.setattr(live_api, "AudioInbox", Recorded)
+    client = await make_client(stream_max_queue_s=3.0)
+    names = ("en_jfk_16k.wav", "en_ls_1995-1837-0001.wav", "en_librivox_sense_and_sensibility_01-0870.wav")
+    pause = np.zeros(SAMPLE_RATE, np.float32)
+    data = s16le(np.concatenate([part for name in names for part in (pcm16k(name), pause)]))
+
+    async def at_once():
+        for offset in range(0, len(data), 3200):
+            yield data[offset : offset + 3200]
+
+    backlog: list[float] = []
+
+    async def watch() -> None:
+        while True:
+            backlog.extend(run.transcriber.backlog_seconds for run in client.app[LIVE_RUNS])
+            await asyncio.sleep(0.05)
+
+    watching = asyncio.ensure_future(watch())
+    try:
+        async with asyncio.timeout(BOUND_S * 3):
+            response = await client.post(
+                "/v1/audio/transcriptions?stream=true", data=at_once(), headers={"Content-Type": RAW_S16LE}
+            )
+            events = await read_sse(response)
+    finally:
+        watching.cancel()
+    assert max(held) <= 3.0 and max(held) > 2.0  # the bound was reached, and held
+    # the decoder's own backlog is paced too: it may pass the pacing mark by the slice handed on
+    # last and the audio the VAD held back and hands on at once when an utterance closes
+    assert max(backlog) <= MAX_DECODER_BACKLOG_S + BODY_SLICE_S + VAD_RELEASE_S
+    text = of_type(events, "transcript.text.done")[0]["text"]
+    assert wer(" ".join(reference(name) for name in names), text) < 0.1, text

@@ -20,7 +20,7 @@ from stream_server.app import create_app
 from stream_server.audio import SAMPLE_RATE, live
 from stream_server.transports.appkeys import SERVICE, SESSIONS, STORAGE
 from tests.conftest import audio_path, serve_in_thread
-from tests.live_helpers import RAW_S16LE, PacedUpload, of_type, pcm16k, read_sse, s16le
+from tests.live_helpers import RAW_S16LE, PacedUpload, SseEvent, of_type, pcm16k, read_sse, s16le
 
 normalise = EnglishTextNormalizer()
 URL = "/v1/audio/transcriptions"
@@ -62,12 +62,18 @@ async def test_a_raw_upload_without_model_uses_the_served_one(client):
 async def test_raw_chunked_upload_streams_text_while_uploading(client):
     pause = np.zeros(int(1.5 * SAMPLE_RATE), np.float32)
     audio = np.concatenate([pcm16k("en_jfk_16k.wav"), pause, pcm16k("en_ls_1995-1837-0001.wav")])
-    upload = PacedUpload(s16le(audio), bytes_per_second=2 * SAMPLE_RATE, speed=3.0)
+    text_came = asyncio.Event()  # the body goes on (silence) until it has: a slow first decode still streams
+    upload = PacedUpload(s16le(audio), bytes_per_second=2 * SAMPLE_RATE, speed=3.0, hold_open=text_came)
     response = await client.post(live_url(), data=upload, headers={"Content-Type": RAW_S16LE})
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/event-stream")
     session_id = response.headers["X-Session-Id"]
-    events = await read_sse(response)
+
+    def heard(event: SseEvent) -> None:
+        if event.type == "transcript.text.delta" and event.data["delta"]:
+            text_came.set()
+
+    events = await read_sse(response, on_event=heard)
     deltas = [e for e in events if e.type == "transcript.text.delta" and e.data["delta"]]
     assert deltas and upload.finished_at is not None
     assert deltas[0].received_at < upload.finished_at, "the first text must come while audio is still arriving"

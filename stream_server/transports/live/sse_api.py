@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 
@@ -11,10 +13,12 @@ from aiohttp import web
 from stream_server.engine.sessions import LiveSession
 from stream_server.events import SessionStarted, StreamFailed, TextCommitted
 from stream_server.routing.router import RouteRequest
+from stream_server.transports.appkeys import SETTINGS
 from stream_server.transports.auth import principal_of
 from stream_server.transports.channel_params import ChannelRequest
 from stream_server.transports.event_json import OPENAI_TYPES, event_json
-from stream_server.transports.live.live_run import end_live_run, start_live_run
+from stream_server.transports.live.audio_inbox import AudioInbox
+from stream_server.transports.live.live_run import LiveRun, end_live_run, start_live_run
 from stream_server.transports.live.sse import EventStream
 
 log = logging.getLogger(__name__)
@@ -37,13 +41,15 @@ async def respond_live(
     whole: bool = False,
 ) -> web.StreamResponse:
     """Transcribe `pcm` as it arrives and answer with SSE while it does (`whole`: it is a whole
-    file, decoded as one)."""
+    file, decoded as one). A live body (not `whole`) runs as long as the speech does: it is read
+    through an inbox of `--stream-max-queue-s`, and not read further while that is full."""
     audio = await opened(pcm)
+    inbox = None if whole else AudioInbox(request.app[SETTINGS].stream_max_queue_s)
     try:
         run = await start_live_run(
             request.app,
             principal_of(request),
-            audio,
+            audio if inbox is None else inbox.pcm(),
             language=language,
             prompt=prompt,
             route=route,
@@ -51,10 +57,12 @@ async def respond_live(
             channel_count=channel_count,
             partial_decodes=partial_decodes,
             whole=whole,
+            paced=inbox is not None,
         )
     except BaseException:  # refused (429, balance): stop the decoding that opening it started
         await pcm.aclose()
         raise
+    reading = None if inbox is None else _read_into(inbox, audio, run)
     session = run.session
     count_tokens = run.service.model.count_tokens
     label = _DeltaLabels(session)
@@ -73,7 +81,19 @@ async def respond_live(
             await sse.send("[DONE]")
             return sse.response
     finally:
+        if reading is not None:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
         await end_live_run(request.app, run)
+
+
+def _read_into(inbox: AudioInbox, audio: AsyncIterator[np.ndarray], run: LiveRun) -> asyncio.Task:
+    """Read the body into `inbox` in the background: its arrivals, not the decoder's pace, are
+    what the transcriber measures (a fast upload is still decoded as a file is), and the audio
+    is handed on as the decoder takes it."""
+    inbox.pace_by(lambda: run.transcriber.backlog_seconds, arrived=run.transcriber.arrived)
+    return asyncio.ensure_future(inbox.fill_from(audio))
 
 
 async def opened(pcm: AsyncGenerator[np.ndarray, None]) -> AsyncIterator[np.ndarray]:
