@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,46 +22,49 @@ from stream_server.storage import Storage, UsageRecord
 USAGE_KINDS = ("file", "stream", "session")
 
 
+HOLD_TTL_S = 3600.0
+"""A balance hold lapses this long after it was taken if nothing released it (a replica that
+crashed mid-request): longer than any file transcription takes."""
+
+
 class UsageMeter:
     def __init__(self, storage: Storage):
         self._storage = storage
-        self._held: defaultdict[str, float] = defaultdict(float)
-        """Seconds of requests admitted but not yet recorded, per key (this process only)."""
-        self._admitting = asyncio.Lock()
 
     async def remaining_seconds(self, principal: Principal) -> float | None:
-        """Audio seconds left on the key's balance (less what is in flight); None: no balance."""
+        """Audio seconds left on the key's balance (less what is held in flight, on any replica
+        that shares the database); None: no balance."""
         if principal.balance_seconds is None:
             return None
         used = await self._storage.used_seconds(principal.key_id)
-        return max(0.0, principal.balance_seconds - used - self._held[principal.key_id])
+        held = await self._storage.held_seconds(principal.key_id)
+        return max(0.0, principal.balance_seconds - used - held)
 
     async def check_balance(self, principal: Principal, seconds: float = 0.0) -> None:
         """Refuse up front a request of `seconds` of audio the balance cannot cover.
 
         With `seconds` 0 (length unknown), refuse only an exhausted balance."""
         remaining = await self.remaining_seconds(principal)
-        if remaining is None:
-            return
-        if remaining <= 0 or seconds > remaining:
-            raise InsufficientBalance(
-                f"insufficient balance: this request needs {seconds:.1f} s of audio and the key has "
-                f"{remaining:.1f} s left"
-            )
+        if remaining is not None and (remaining <= 0 or seconds > remaining):
+            raise _insufficient(seconds, remaining)
 
     @asynccontextmanager
     async def hold(self, principal: Principal, seconds: float) -> AsyncIterator[None]:
-        """Check the balance and hold `seconds` of it while the work runs, so that concurrent
-        requests cannot together spend more than the balance. Record usage inside the block."""
-        async with self._admitting:
-            await self.check_balance(principal, seconds)
-            self._held[principal.key_id] += seconds
+        """Check the balance and hold `seconds` of it while the work runs, in one transaction of
+        the database, so that concurrent requests (on any replica) cannot together spend more
+        than the balance. Record usage inside the block."""
+        if principal.balance_seconds is None:
+            yield
+            return
+        hold = await self._storage.hold_balance(
+            principal.key_id, seconds, principal.balance_seconds, ttl_s=HOLD_TTL_S
+        )
+        if hold.id is None:
+            raise _insufficient(seconds, hold.remaining)
         try:
             yield
         finally:
-            self._held[principal.key_id] -= seconds
-            if self._held[principal.key_id] <= 1e-9:
-                del self._held[principal.key_id]
+            await asyncio.shield(self._storage.release_hold(hold.id))
 
     async def record(
         self,
@@ -87,3 +89,9 @@ class UsageMeter:
         )
         await self._storage.record_usage(record)
         return record
+
+
+def _insufficient(seconds: float, remaining: float) -> InsufficientBalance:
+    return InsufficientBalance(
+        f"insufficient balance: this request needs {seconds:.1f} s of audio and the key has {remaining:.1f} s left"
+    )

@@ -93,3 +93,21 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, speech_model: SpeechMo
     settings = Settings(data_dir=tmp_path_factory.mktemp("live"), port=0)
     with serve_in_thread(settings, speech_model) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server on loopback for the whole run (tests/services.py)."""
+    from tests.services import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis server on loopback for the whole run (tests/services.py)."""
+    from tests.services import redis_server
+
+    with redis_server() as url:
+        yield url
