@@ -171,6 +171,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="seconds a live upload or socket may send nothing before it is ended [STREAM_SERVER_IDLE_TIMEOUT]",
     )
     _bound_flags(serve, default, defaults)
+    _replica_flags(serve, default, defaults)
     serve.add_argument(
         "--config",
         type=Path,
@@ -203,6 +204,19 @@ def _bound_flags(serve: argparse.ArgumentParser, default, defaults: Settings) ->
         help="an origin allowed to call the API from a browser, e.g. https://app.example.com; repeat for "
         "several; none by default [STREAM_SERVER_CORS_ORIGINS, comma separated]",
     )
+
+
+def _replica_flags(serve: argparse.ArgumentParser, default, defaults: Settings) -> None:
+    """State that replicas share (docs/DEPLOY.md)."""
+    for flag, kind, value, text in (
+        ("database-url", str, defaults.database_url, "postgresql://... for usage, balances, files' metadata and sessions shared by replicas; empty = SQLite under --data-dir"),
+        ("blob-dir", Path, defaults.blob_dir, "directory of stored files' bytes, one every replica mounts; default under --data-dir"),
+        ("redis-url", str, defaults.redis_url, "redis://... for live sessions' event logs, their registry and stream counts shared by replicas; empty = in-process"),
+        ("live-lease", float, defaults.live_lease_s, "with --redis-url: seconds after which a crashed replica's streams are released and failed"),
+        ("ended-log-keep", float, defaults.ended_log_keep_s, "with --redis-url: seconds an ended session's event log is kept for replay"),
+    ):
+        env = flag.upper().replace("-", "_")
+        serve.add_argument(f"--{flag}", type=kind, default=default(env, value), help=f"{text} [STREAM_SERVER_{env}]")
 
 
 def _truthy(value: object) -> bool:
@@ -297,7 +311,24 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Sett
         cors_origins=_listed(args.cors_origins, env, "CORS_ORIGINS"),
         twilio_auth_token=args.twilio_auth_token or None,
         providers=load_providers(Path(args.config)) if args.config else (),
+        database_url=_database_url(args.database_url or ""),
+        blob_dir=Path(args.blob_dir) if args.blob_dir else None,
+        redis_url=_redis_url(args.redis_url or ""),
+        live_lease_s=_positive(float(args.live_lease), "--live-lease"),
+        ended_log_keep_s=_positive(float(args.ended_log_keep), "--ended-log-keep"),
     )
+
+
+def _database_url(url: str) -> str:
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError(f"--database-url must be empty (SQLite) or postgresql://..., not {url.split('://')[0]}://...")
+    return url
+
+
+def _redis_url(url: str) -> str:
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("--redis-url must be redis://..., rediss://... or unix://...")
+    return url
 
 
 def is_loopback(host: str) -> bool:

@@ -104,6 +104,20 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a browser (CORS); empty: none (the page is same-origin)."""
 
+    database_url: str = ""
+    """Where keys' usage, balance holds, files' metadata and finished sessions live: empty is
+    SQLite under `data_dir`; `postgresql://...` is a PostgreSQL server that replicas share."""
+    blob_dir: Path | None = None
+    """Where stored files' bytes live (a directory every replica mounts); None: under `data_dir`."""
+    redis_url: str = ""
+    """`redis://...`: live sessions' event logs, their registry and the stream counts admission
+    checks live in this Redis, shared by replicas; empty: in this process."""
+    live_lease_s: float = 15.0
+    """With Redis: a replica renews its live streams' places this often over three; a crashed
+    replica's streams are released, and their sessions failed, this long after its last renewal."""
+    ended_log_keep_s: float = 3600.0
+    """With Redis: how long an ended session's event log stays there for replay."""
+
     providers: tuple[ProviderSpec, ...] = ()
     """Backends from `--config`; empty: one local backend named `local` from model/device/compute_type."""
 

@@ -6,6 +6,7 @@ from stream_server.engine.admission import Admission
 from stream_server.engine.sessions import SessionHub
 from stream_server.engine.telemetry import LatencyStats
 from stream_server.library import FileLibrary
+from stream_server.live_state import RedisLiveState
 from stream_server.metered import MeteredTranscriber
 from stream_server.principals import KeyRing, Principal
 from stream_server.routing.backends import AnyBackend
@@ -29,6 +30,8 @@ METER = web.AppKey("meter", UsageMeter)
 TRANSCRIBER = web.AppKey("transcriber", MeteredTranscriber)
 ADMISSION = web.AppKey("admission", Admission)
 LATENCY = web.AppKey("latency", LatencyStats)
+LIVE_STATE = web.AppKey("live_state", RedisLiveState)
+"""Present with --redis-url only: live sessions and stream places shared by replicas."""
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 """Who made the request; set by the auth middleware."""

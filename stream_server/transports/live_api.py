@@ -11,16 +11,17 @@ from aiohttp import web
 
 from stream_server.engine.sessions import LiveSession, is_session_id
 from stream_server.errors import Forbidden, InvalidRequest, NotFound
-from stream_server.events import SessionStarted, StreamFailed, TextCommitted
+from stream_server.events import EventsDropped, SessionStarted, StreamFailed, TextCommitted
+from stream_server.live_state import SharedSession
 from stream_server.principals import ANONYMOUS_ID
 from stream_server.routing.router import RouteRequest
-from stream_server.transports.appkeys import SESSIONS, STORAGE
+from stream_server.transports.appkeys import LIVE_STATE, SESSIONS, STORAGE
 from stream_server.transports.auth import principal_of
 from stream_server.transports.channel_params import ChannelRequest
 from stream_server.transports.event_json import OPENAI_TYPES, event_json
 from stream_server.transports.live_run import end_live_run, session_service, start_live_run
 from stream_server.transports.sse import EventStream
-from stream_server.transports.stored_sessions import live_session_object, session_object
+from stream_server.transports.stored_sessions import live_session_object, session_object, shared_session_object
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -128,38 +129,64 @@ def _session_id(request: web.Request) -> str:
 def _live_session(request: web.Request) -> LiveSession | None:
     """The session if this process still holds it; another key's session is a 403."""
     session = request.app[SESSIONS].get(_session_id(request))
-    if session is not None and not principal_of(request).may_access(session.owner or ANONYMOUS_ID):
-        raise Forbidden("this session belongs to another API key", param="session_id", code="forbidden")
+    if session is not None:
+        _check_owner(request, session.owner or ANONYMOUS_ID)
     return session
+
+
+def _check_owner(request: web.Request, owner: str) -> None:
+    if not principal_of(request).may_access(owner):
+        raise Forbidden("this session belongs to another API key", param="session_id", code="forbidden")
+
+
+async def _shared_session(request: web.Request) -> SharedSession | None:
+    """With --redis-url, the session as the replicas' registry has it (live or recently ended
+    on any replica); another key's is a 403."""
+    if LIVE_STATE not in request.app:
+        return None
+    shared = await request.app[LIVE_STATE].session(_session_id(request))
+    if shared is not None:
+        _check_owner(request, shared.owner or ANONYMOUS_ID)
+    return shared
 
 
 @routes.get("/v1/audio/sessions/{session_id}")
 async def get_session(request: web.Request) -> web.Response:
     session = _live_session(request)
-    if session is None:  # finished before a restart: the stored transcript
-        record = await request.app[STORAGE].get_session(_session_id(request))
-        if record is None:
-            raise _not_found(request)
-        if not principal_of(request).may_access(record.owner):
-            raise Forbidden("this session belongs to another API key", param="session_id", code="forbidden")
+    if session is not None:
+        return web.json_response(live_session_object(session))
+    record = await request.app[STORAGE].get_session(_session_id(request))  # finished (here, or on any replica)
+    if record is not None:
+        _check_owner(request, record.owner)
         return web.json_response(session_object(record))
-    return web.json_response(live_session_object(session))
+    shared = await _shared_session(request)  # live on another replica
+    if shared is None:
+        raise _not_found(request)
+    return web.json_response(shared_session_object(shared))
 
 
 @routes.get("/v1/audio/sessions/{session_id}/events")
 async def follow_session(request: web.Request) -> web.StreamResponse:
     """Every event of a session, partials included; `Last-Event-ID` resumes after that event."""
     session = _live_session(request)
-    if session is None:
+    shared = await _shared_session(request) if session is None else None
+    if session is None and shared is None:
         raise _not_found(request)
     last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or "-1"
     try:
         after = int(last)
     except ValueError:
         raise InvalidRequest("Last-Event-ID must be an event id (an integer)", param="Last-Event-ID") from None
-    count_tokens = session_service(request.app, session).model.count_tokens
-    async with EventStream(request, {SESSION_HEADER: session.id}) as sse:
-        async for event in session.follow(after):
-            await sse.send(event_json(event, count_tokens, logprobs=True, provider=session.provider), event.seq)
+    async with EventStream(request, {SESSION_HEADER: _session_id(request)}) as sse:
+        if session is not None:
+            count_tokens = session_service(request.app, session).model.count_tokens
+            async for event in session.follow(after):
+                await sse.send(event_json(event, count_tokens, logprobs=True, provider=session.provider), event.seq)
+        else:  # another replica's: its shared log
+            async for item in request.app[LIVE_STATE].follow(_session_id(request), after):
+                if isinstance(item, EventsDropped):
+                    await sse.send(event_json(item, len), item.seq)
+                else:
+                    await sse.send(item[1], item[0])
         await sse.send("[DONE]")
     return sse.response

@@ -21,7 +21,7 @@ from stream_server.audio import SAMPLE_RATE
 from stream_server.engine.adaptive import AdaptiveTranscriber
 from stream_server.engine.admission import Ticket
 from stream_server.engine.channels import MultiChannelTranscriber
-from stream_server.engine.sessions import LiveSession
+from stream_server.engine.sessions import LiveSession, new_session_id
 from stream_server.engine.stream import LiveTranscriber, StreamOptions
 from stream_server.errors import InsufficientBalance, ServiceError
 from stream_server.events import Event, StreamFailed
@@ -33,6 +33,7 @@ from stream_server.storage import SessionRecord
 from stream_server.transports.appkeys import (
     ADMISSION,
     LATENCY,
+    LIVE_STATE,
     LOCAL_SERVICES,
     METER,
     ROUTER,
@@ -42,6 +43,7 @@ from stream_server.transports.appkeys import (
     STORAGE,
 )
 from stream_server.transports.channel_params import ChannelRequest
+from stream_server.transports.event_json import event_json
 from stream_server.vad.segmenter import VadOptions
 
 log = logging.getLogger(__name__)
@@ -131,7 +133,9 @@ async def start_live_run(
     await meter.check_balance(principal)
     allowance = await meter.remaining_seconds(principal)
     ticket = app[ADMISSION].admit(None if principal.key_id == ANONYMOUS_ID else principal.key_id)
+    session_id = session_id or new_session_id()
     try:
+        await _claim_shared_place(app, principal, session_id)
         labels = channels.labels if channels.multichannel else None
         session = app[SESSIONS].create(
             model.name,
@@ -142,6 +146,8 @@ async def start_live_run(
             details=details,
             session_id=session_id,
         )
+        if LIVE_STATE in app:
+            app[LIVE_STATE].publish(session, lambda e: event_json(e, model.count_tokens, logprobs=True, provider=backend.name))
         options = stream_options(app, partial_decodes, vad)
 
         def slot_free() -> bool:
@@ -170,12 +176,30 @@ async def start_live_run(
 
             transcriber = MultiChannelTranscriber(transcriber_for, session.publish, labels, channel_count)
     except BaseException:
-        ticket.release()
+        await _release(app, ticket, session_id)
         raise
     run = LiveRun(session, transcriber, principal, ticket, service)
     run.feeding = asyncio.ensure_future(_feed(pcm, run, allowance))
     app[LIVE_RUNS].add(run)
     return run
+
+
+async def _claim_shared_place(app: web.Application, principal: Principal, session_id: str) -> None:
+    """With shared live state, a place among every replica's streams, the key's cap counted over
+    them all (this replica's Admission counted only its own)."""
+    if LIVE_STATE not in app:
+        return
+    per_key = 0 if principal.key_id == ANONYMOUS_ID else app[SETTINGS].max_streams_per_key
+    held = await app[LIVE_STATE].claim(session_id, principal.key_id, per_key)
+    if held is not None:
+        app[ADMISSION].refuse_per_key(held)
+
+
+async def _release(app: web.Application, ticket: Ticket, session_id: str) -> None:
+    """Give back a stream's admission, and its shared place if it has one."""
+    ticket.release()
+    if LIVE_STATE in app:
+        await asyncio.shield(app[LIVE_STATE].release(session_id))
 
 
 def live_backend(app: web.Application, route: RouteRequest) -> LocalBackend:
@@ -227,8 +251,8 @@ async def end_live_run(app: web.Application, run: LiveRun, reason: str = "the cl
                 await run.feeding
         await run.transcriber.cancel()
     finally:
-        run.ticket.release()
         app[LIVE_RUNS].discard(run)
+        await _release(app, run.ticket, run.session.id)
     session = run.session
     if session.outcome is None:
         session.fail(reason, "client_disconnected")

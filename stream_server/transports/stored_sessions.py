@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from stream_server.engine.sessions import LiveSession
+from stream_server.live_state import SharedSession
 from stream_server.principals import ANONYMOUS_ID
 from stream_server.storage import SessionRecord
 from stream_server.transports.appkeys import SESSIONS, STORAGE
@@ -52,6 +53,21 @@ def live_session_object(session: LiveSession) -> dict:
     if error := session_error(session):
         body["error"] = error
     return body
+
+
+def shared_session_object(s: SharedSession) -> dict:
+    """A session live on another replica, as the replicas' registry has it."""
+    return {
+        "id": s.id,
+        "object": "audio.session",
+        "status": s.status,
+        "model": s.model,
+        "provider": s.provider,
+        "language": s.language or None,
+        "created_at": int(s.created_at),
+        "text": s.text,
+        "replica": s.replica,
+    }
 
 
 @routes.get("/v1/audio/sessions")

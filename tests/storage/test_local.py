@@ -4,7 +4,6 @@ import os
 import sqlite3
 import time
 
-
 from stream_server.storage import LocalStorage
 from stream_server.storage.blobs import TEMP_PREFIX
 
