@@ -195,8 +195,7 @@ def _bound_flags(serve: argparse.ArgumentParser, default, defaults: Settings) ->
         ("sse-send-timeout", float, defaults.sse_send_timeout_s, "seconds an SSE client may read nothing, once its buffer is full, before it is dropped"),
         ("shutdown-drain", float, defaults.shutdown_drain_s, "on SIGTERM, seconds live streams get to decode the audio already sent"),
     ):
-        env = flag.upper().replace("-", "_")
-        serve.add_argument(f"--{flag}", type=kind, default=default(env, value), help=f"{text} [STREAM_SERVER_{env}]")
+        _flag(serve, default, flag, kind, value, text)
     serve.add_argument(
         "--cors-origin",
         action="append",
@@ -215,8 +214,13 @@ def _replica_flags(serve: argparse.ArgumentParser, default, defaults: Settings) 
         ("live-lease", float, defaults.live_lease_s, "with --redis-url: seconds after which a crashed replica's streams are released and failed"),
         ("ended-log-keep", float, defaults.ended_log_keep_s, "with --redis-url: seconds an ended session's event log is kept for replay"),
     ):
-        env = flag.upper().replace("-", "_")
-        serve.add_argument(f"--{flag}", type=kind, default=default(env, value), help=f"{text} [STREAM_SERVER_{env}]")
+        _flag(serve, default, flag, kind, value, text)
+
+
+def _flag(serve: argparse.ArgumentParser, default, flag: str, kind: type, value: object, text: str) -> None:
+    """`--flag` with its STREAM_SERVER_FLAG environment variable."""
+    env = flag.upper().replace("-", "_")
+    serve.add_argument(f"--{flag}", type=kind, default=default(env, value), help=f"{text} [STREAM_SERVER_{env}]")
 
 
 def _truthy(value: object) -> bool:

@@ -13,7 +13,8 @@ from whisper_normalizer.english import EnglishTextNormalizer
 
 from stream_server.audio import SAMPLE_RATE
 from stream_server.audio.wav import wav_bytes
-from tests.cluster.conftest import KEYS, LEASE_S, Replica
+from scripts.cluster import Replica
+from tests.cluster.conftest import KEYS, LEASE_S
 from tests.conftest import audio_path
 from tests.live_helpers import RAW_S16LE, PacedUpload, SseEvent, of_type, pcm16k, read_sse, s16le
 
@@ -139,9 +140,9 @@ async def test_a_keys_stream_cap_holds_across_replicas(replicas):
 
 
 async def test_a_replica_killed_mid_stream_leaves_its_session_failed_with_its_text_and_its_place_free(
-    replicas, start_replica
+    replicas, replica
 ):
-    b, lost = replicas[1], start_replica("lost")
+    b, lost = replicas[1], replica("lost")
     async with aiohttp.ClientSession() as http:
         streaming = await http.post(f"{lost.url}{LIVE_URL}", data=jfk_upload(repeat=4, speed=1.0), headers=live_headers("lost"))
         session_id = streaming.headers["X-Session-Id"]

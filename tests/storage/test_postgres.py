@@ -6,7 +6,7 @@ import asyncpg
 
 from stream_server.storage import LocalStorage
 from stream_server.storage.postgres import SCHEMA_VERSION
-from tests.services import fresh_database
+from scripts.services import fresh_database
 
 
 async def test_replicas_starting_together_migrate_the_schema_once(postgres_url, tmp_path):

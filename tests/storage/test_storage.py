@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from stream_server.storage import LocalStorage, SessionRecord, UsageRecord
-from tests.services import fresh_database
+from scripts.services import fresh_database
 
 Open = Callable[[], Awaitable[LocalStorage]]
 

@@ -1,5 +1,6 @@
-"""PostgreSQL and Redis servers for the tests, started on loopback on free ports in a temp dir
-(installed from Debian's packages when missing; PostgreSQL runs as its own user when we are root)."""
+"""PostgreSQL, Redis and HAProxy on loopback, on free ports in temp dirs, for the tests and
+scripts/cluster.py (installed from Debian's packages when missing; PostgreSQL runs as its own
+user when we are root, since it refuses to run as root)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 _updated = False
+
+
+class Unavailable(RuntimeError):
+    """The service is not installed and cannot be installed here."""
 
 
 def free_port() -> int:
@@ -26,10 +29,10 @@ def free_port() -> int:
 
 
 def _install(package: str) -> None:
-    """apt-get install `package` (apt-get update once per run); skip the test if impossible."""
+    """apt-get install `package` (apt-get update once per run), or Unavailable."""
     global _updated
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip(f"{package} is not installed and cannot be installed here (needs root and apt-get)")
+        raise Unavailable(f"{package} is not installed and cannot be installed here (needs root and apt-get)")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     if not _updated:
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
@@ -45,7 +48,7 @@ def postgres_bin() -> Path:
     return Path(found[-1]).parent
 
 
-def _wait(check, what: str, timeout: float = 30.0) -> None:
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -54,7 +57,7 @@ def _wait(check, what: str, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{what} did not start within {timeout:.0f} s")
 
 
-def _accepts(port: int) -> bool:
+def accepts(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
         return True
@@ -94,7 +97,7 @@ def redis_server() -> Iterator[str]:
         stdout=subprocess.DEVNULL,
     )
     try:
-        _wait(lambda: _accepts(port), "redis-server")
+        wait_for(lambda: accepts(port), "redis-server")
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         process.terminate()
@@ -113,3 +116,19 @@ async def fresh_database(server_url: str) -> str:
     finally:
         await conn.close()
     return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@contextmanager
+def haproxy_server(config: Path, env: Mapping[str, str], port: int) -> Iterator[subprocess.Popen]:
+    """HAProxy in the foreground on `config`, its ${VARIABLES} from `env`, listening on `port`."""
+    if not shutil.which("haproxy"):
+        _install("haproxy")
+    process = subprocess.Popen(["haproxy", "-db", "-f", config], env={**os.environ, **env}, stdout=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: accepts(port) or process.poll() is not None, "haproxy")
+        if process.poll() is not None:
+            raise RuntimeError(f"haproxy exited with {process.returncode} on {config}")
+        yield process
+    finally:
+        process.terminate()
+        process.wait(10)
