@@ -25,6 +25,11 @@ USAGE_KINDS = ("file", "stream", "session")
 HOLD_TTL_S = 3600.0
 """A balance hold lapses this long after it was taken if nothing released it (a replica that
 crashed mid-request): longer than any file transcription takes."""
+STREAM_SLICE_S = 30.0
+"""A live stream holds its key's balance this many seconds at a time, as its audio arrives."""
+STREAM_HOLD_TTL_S = 12 * 3600.0
+"""A live stream's slices lapse this long after they were taken (longer than a call lasts): a
+replica that crashed mid-stream never recorded the audio they stand for."""
 
 
 class UsageMeter:
@@ -66,6 +71,9 @@ class UsageMeter:
         finally:
             await asyncio.shield(self._storage.release_hold(hold.id))
 
+    def stream_allowance(self, principal: Principal) -> StreamAllowance:
+        return StreamAllowance(self._storage, principal)
+
     async def record(
         self,
         principal: Principal,
@@ -89,6 +97,41 @@ class UsageMeter:
         )
         await self._storage.record_usage(record)
         return record
+
+
+class StreamAllowance:
+    """A live stream's share of its key's balance, held a slice at a time as the audio comes
+    (a stream's length is not known up front), so that streams and requests on every replica
+    together never spend more than the balance. Record the stream's usage, then `release()`."""
+
+    def __init__(self, storage: Storage, principal: Principal):
+        self._storage = storage
+        self._principal = principal
+        self._holds: list[str] = []
+        self.held = 0.0
+        """Seconds held so far."""
+
+    async def cover(self, seconds: float) -> bool:
+        """Whether `seconds` of audio in all are covered, holding another slice (or what is
+        left, if less) when they are not yet; False once the balance cannot."""
+        limit = self._principal.balance_seconds
+        while limit is not None and seconds > self.held:
+            key = self._principal.key_id
+            hold = await self._storage.hold_balance(key, STREAM_SLICE_S, limit, ttl_s=STREAM_HOLD_TTL_S)
+            size = STREAM_SLICE_S
+            if hold.id is None and hold.remaining > 0:  # less than a slice left: hold the rest
+                size = hold.remaining
+                hold = await self._storage.hold_balance(key, size, limit, ttl_s=STREAM_HOLD_TTL_S)
+            if hold.id is None:
+                return False
+            self._holds.append(hold.id)
+            self.held += size
+        return True
+
+    async def release(self) -> None:
+        holds, self._holds = self._holds, []
+        for hold_id in holds:
+            await self._storage.release_hold(hold_id)
 
 
 def _insufficient(seconds: float, remaining: float) -> InsufficientBalance:

@@ -44,6 +44,7 @@ from stream_server.transports.appkeys import (
 )
 from stream_server.transports.channel_params import ChannelRequest
 from stream_server.transports.event_json import event_json
+from stream_server.usage import StreamAllowance
 from stream_server.vad.segmenter import VadOptions
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class LiveRun:
     """Its place under admission control; given back by end_live_run."""
     service: TranscriptionService
     """The local backend's service the stream decodes on, chosen at its start."""
+    allowance: StreamAllowance
+    """The key's balance the stream holds as it goes; released once its usage is recorded."""
     feeding: asyncio.Task | None = None
     stopping: bool = False
     """Set on shutdown: the feed stops, and what was received is still decoded."""
@@ -131,7 +134,7 @@ async def start_live_run(
     model.check_language(language)
     meter = app[METER]
     await meter.check_balance(principal)
-    allowance = await meter.remaining_seconds(principal)
+    allowance = meter.stream_allowance(principal)
     ticket = app[ADMISSION].admit(None if principal.key_id == ANONYMOUS_ID else principal.key_id)
     session_id = session_id or new_session_id()
     try:
@@ -178,8 +181,8 @@ async def start_live_run(
     except BaseException:
         await _release(app, ticket, session_id)
         raise
-    run = LiveRun(session, transcriber, principal, ticket, service)
-    run.feeding = asyncio.ensure_future(_feed(pcm, run, allowance))
+    run = LiveRun(session, transcriber, principal, ticket, service, allowance)
+    run.feeding = asyncio.ensure_future(_feed(pcm, run))
     app[LIVE_RUNS].add(run)
     return run
 
@@ -214,13 +217,13 @@ def session_service(app: web.Application, session: LiveSession) -> Transcription
     return app[LOCAL_SERVICES].get(session.provider) or app[SERVICE]
 
 
-async def _feed(pcm: AsyncIterator[np.ndarray], run: LiveRun, allowance: float | None) -> None:
+async def _feed(pcm: AsyncIterator[np.ndarray], run: LiveRun) -> None:
     transcriber, session = run.transcriber, run.session
     try:
         async for chunk in pcm:
             transcriber.push(chunk)
             run.ticket.heard(chunk.shape[-1] / SAMPLE_RATE)
-            if allowance is not None and run.billed_seconds > allowance:
+            if not await run.allowance.cover(run.billed_seconds):
                 raise InsufficientBalance("insufficient balance: the key's audio seconds ran out during the stream")
         await transcriber.finish()
     except ServiceError as exc:  # the input's fault (too large, not audio, balance): keep what came before it
@@ -320,3 +323,7 @@ async def _keep(app: web.Application, run: LiveRun) -> None:
         )
     except Exception:
         log.exception("could not keep session %s", session.id)
+    try:
+        await run.allowance.release()
+    except Exception:
+        log.exception("session %s: could not release its balance holds (they lapse on their own)", session.id)

@@ -14,11 +14,17 @@ from scripts.cluster import Replica, start_replica
 from scripts.services import fresh_database
 
 LEASE_S = 3.0
-KEYS = {"balance": "k-balance", "follow": "k-follow", "cap": "k-cap", "lost": "k-lost", "drain": "k-drain"}
+KEYS = {
+    "balance": "k-balance", "streams": "k-streams", "follow": "k-follow", "cap": "k-cap", "lost": "k-lost", "drain": "k-drain",
+}  # fmt: skip
+PER_KEY = 2
+"""--max-streams-per-key of every replica."""
 BALANCE_SECONDS = 60
+STREAMS_BALANCE_SECONDS = 15
 REPLICA_ARGS = [
-    "--live-lease", str(LEASE_S), "--max-streams-per-key", "1", "--no-capacity-estimate",
+    "--live-lease", str(LEASE_S), "--max-streams-per-key", str(PER_KEY), "--no-capacity-estimate",
     "--key-balance", f"{KEYS['balance']}={BALANCE_SECONDS}",
+    "--key-balance", f"{KEYS['streams']}={STREAMS_BALANCE_SECONDS}",
     *(arg for key in KEYS.values() for arg in ("--api-key", key)),
 ]  # fmt: skip
 

@@ -14,7 +14,7 @@ from whisper_normalizer.english import EnglishTextNormalizer
 from stream_server.audio import SAMPLE_RATE
 from stream_server.audio.wav import wav_bytes
 from scripts.cluster import Replica
-from tests.cluster.conftest import KEYS, LEASE_S
+from tests.cluster.conftest import KEYS, LEASE_S, PER_KEY, STREAMS_BALANCE_SECONDS
 from tests.conftest import audio_path
 from tests.live_helpers import RAW_S16LE, PacedUpload, SseEvent, of_type, pcm16k, read_sse, s16le
 
@@ -118,15 +118,41 @@ async def test_one_balance_spent_from_both_replicas_is_never_overspent(replicas)
     assert usage["balance"]["remaining_seconds"] < 1
 
 
+async def test_live_streams_on_both_replicas_hold_the_balance_as_they_go(replicas):
+    """A 15 s balance and an 11 s stream on each replica at once: one runs to its end, the other
+    is stopped at what is left (or refused up front); together they never spend more than 15 s."""
+    async with aiohttp.ClientSession() as http:
+        responses = await asyncio.gather(
+            *(http.post(f"{r.url}{LIVE_URL}", data=jfk_upload(speed=1.0), headers=live_headers("streams")) for r in replicas)
+        )
+        outcomes = []
+        for response in responses:
+            if response.status != 200:
+                outcomes.append((await response.json())["error"]["code"])
+                continue
+            events = await read_sse(response)
+            outcomes.append("completed" if of_type(events, "transcript.text.done") else of_type(events, "error")[0]["error"]["code"])
+        async with http.get(f"{replicas[0].url}/v1/usage", headers=auth("streams")) as response:
+            usage = await response.json()
+    assert sorted(outcomes) == ["completed", "insufficient_balance"], outcomes
+    assert sum(day["audio_seconds"] for day in usage["data"]) <= STREAMS_BALANCE_SECONDS
+
+
 async def test_a_keys_stream_cap_holds_across_replicas(replicas):
     a, b = replicas
+    assert PER_KEY == 2
     async with aiohttp.ClientSession() as http:
-        first = await http.post(f"{a.url}{LIVE_URL}", data=jfk_upload(repeat=3, speed=1.0), headers=live_headers("cap"))
-        assert first.status == 200
-        async with http.post(f"{b.url}{LIVE_URL}", data=jfk_upload(), headers=live_headers("cap")) as second:
-            body = await second.json()
-            assert second.status == 429 and body["error"]["code"] == "too_many_streams", body
-        first.close()  # its place is given back at once, on every replica
+        first, second = [
+            await http.post(f"{r.url}{LIVE_URL}", data=jfk_upload(repeat=3, speed=1.0), headers=live_headers("cap")) for r in replicas
+        ]
+        assert (first.status, second.status) == (200, 200)
+        async with http.post(f"{b.url}{LIVE_URL}", data=jfk_upload(), headers=live_headers("cap")) as third:
+            body = await third.json()
+            assert third.status == 429 and body["error"]["code"] == "too_many_streams", body
+        async with http.get(f"{b.url}/metrics", headers=auth("cap")) as response:
+            metrics = await response.text()
+        assert "stream_server_cluster_live_streams 2" in metrics and "stream_server_replica_info{" in metrics
+        first.close()  # its place (on A) is given back at once, on every replica
 
         async def admitted_on_b():
             response = await http.post(f"{b.url}{LIVE_URL}", data=jfk_upload(speed=8.0), headers=live_headers("cap"))
@@ -137,6 +163,7 @@ async def test_a_keys_stream_cap_holds_across_replicas(replicas):
 
         again = await until(admitted_on_b, 10, "the key's place coming back")
         assert JFK_WORDS in normalise(of_type(await read_sse(again), "transcript.text.done")[0]["text"])
+        second.close()
 
 
 async def test_a_replica_killed_mid_stream_leaves_its_session_failed_with_its_text_and_its_place_free(
@@ -144,6 +171,8 @@ async def test_a_replica_killed_mid_stream_leaves_its_session_failed_with_its_te
 ):
     b, lost = replicas[1], replica("lost")
     async with aiohttp.ClientSession() as http:
+        holding = await http.post(f"{b.url}{LIVE_URL}", data=jfk_upload(repeat=4, speed=1.0), headers=live_headers("lost"))
+        assert holding.status == 200  # the key's other place (of 2), held throughout
         streaming = await http.post(f"{lost.url}{LIVE_URL}", data=jfk_upload(repeat=4, speed=1.0), headers=live_headers("lost"))
         session_id = streaming.headers["X-Session-Id"]
         committed = ""
@@ -164,9 +193,10 @@ async def test_a_replica_killed_mid_stream_leaves_its_session_failed_with_its_te
         assert [e.id for e in events[:-1]] == list(range(len(events) - 1))
 
         response = await http.post(f"{b.url}{LIVE_URL}", data=jfk_upload(speed=8.0), headers=live_headers("lost"))
-        assert response.status == 200, "the lost replica's place under the key's cap of 1 must be free"
+        assert response.status == 200, "the lost replica's place under the key's cap of 2 must be free"
         assert time.monotonic() - killed_at < LEASE_S * 3 + 10
         assert JFK_WORDS in normalise(of_type(await read_sse(response), "transcript.text.done")[0]["text"])
+        holding.close()
 
 
 async def _failed(http, replica, session_id) -> dict | None:
