@@ -207,14 +207,11 @@ def _bound_flags(serve: argparse.ArgumentParser, default, defaults: Settings) ->
 
 def _replica_flags(serve: argparse.ArgumentParser, default, defaults: Settings) -> None:
     """State that replicas share (docs/DEPLOY.md)."""
-    for flag, kind, value, text in (
-        ("database-url", str, defaults.database_url, "postgresql://... for usage, balances, files' metadata and sessions shared by replicas; empty = SQLite under --data-dir"),
-        ("blob-dir", Path, defaults.blob_dir, "directory of stored files' bytes, one every replica mounts; default under --data-dir"),
-        ("redis-url", str, defaults.redis_url, "redis://... for live sessions' event logs, their registry and stream counts shared by replicas; empty = in-process"),
-        ("live-lease", float, defaults.live_lease_s, "with --redis-url: seconds after which a crashed replica's streams are released and failed"),
-        ("ended-log-keep", float, defaults.ended_log_keep_s, "with --redis-url: seconds an ended session's event log is kept for replay"),
-    ):
-        _flag(serve, default, flag, kind, value, text)
+    _flag(serve, default, "database-url", str, defaults.database_url, "postgresql://... for usage, balances, files' metadata and sessions shared by replicas; empty = SQLite under --data-dir")
+    _flag(serve, default, "blob-dir", Path, defaults.blob_dir, "directory of stored files' bytes, one every replica mounts; default under --data-dir")
+    _flag(serve, default, "redis-url", str, defaults.redis_url, "redis://... for live sessions' event logs, their registry and stream counts shared by replicas; empty = in-process")
+    _flag(serve, default, "live-lease", float, defaults.live_lease_s, "with --redis-url: seconds after which a crashed replica's streams are released and failed")
+    _flag(serve, default, "ended-log-keep", float, defaults.ended_log_keep_s, "with --redis-url: seconds an ended session's event log is kept for replay")
 
 
 def _flag(serve: argparse.ArgumentParser, default, flag: str, kind: type, value: object, text: str) -> None:
