@@ -25,12 +25,14 @@ SCHEMAS = {
             "utterances": {"type": "array", "items": UTTERANCE},
             "channels": {"type": "array", "items": ref("ChannelText")},
             "error": ref("ErrorDetail"),
+            "replica": TEXT,
         },
         ("object", "id", "status", "model", "text", "created_at"),
     ),
 }
 """A live session (with utterances) or a stored one (with duration, ended_at, key_id); a
-transport may add its own details (a call's ids)."""
+transport may add its own details (a call's ids). A session live on another replica (with
+--redis-url) has its `replica` instead of utterances."""
 
 SESSION_ID = path("session_id", "A live session's id (`sess_...`).")
 
