@@ -118,8 +118,11 @@ class RedisLiveState:
         return state
 
     async def close(self) -> None:
+        """Let the mirrors flush their sessions' last events (briefly), then stop."""
         if self._mirrors:
             await asyncio.wait(self._mirrors, timeout=5)
+        for task in [*self._mirrors, *([self._upkeep] if self._upkeep else [])]:
+            task.cancel()
         if self._upkeep is not None:
             self._upkeep.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -232,8 +235,8 @@ class RedisLiveState:
             try:
                 await self._renew()
                 await self._reap()
-            except RedisError:
-                log.exception("could not renew live streams' places in Redis")
+            except Exception:  # Redis or storage: try again next round
+                log.exception("could not renew live streams' places, or fail a lost replica's sessions")
 
     async def _renew(self) -> None:
         if not self._places:
