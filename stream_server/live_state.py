@@ -253,7 +253,8 @@ class RedisLiveState:
                 await self._fail_lost(session_id)
 
     async def _fail_lost(self, session_id: str) -> None:
-        """End a lost replica's session `failed`, in its log and in storage, keeping its text."""
+        """End a lost replica's session `failed`, in storage (first: once the registry says
+        failed, the stored record is there) and in its log, keeping its text."""
         entry = _entry(session_id)
         fields = await self._redis.hgetall(entry)
         if fields.get("status") != "live":
@@ -266,11 +267,6 @@ class RedisLiveState:
             error_type="server_error",
             seq=seq,
         )
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(_log(session_id), {"e": json.dumps(self._failure_json(failure)), "end": "1"}, id=f"{seq}-1")
-            pipe.hset(entry, mapping={"status": "failed", "next_seq": seq + 1})
-            pipe.expire(_log(session_id), int(self._keep_s)).expire(entry, int(self._keep_s))
-            await pipe.execute()
         error = {"message": failure.message, "type": failure.error_type, "param": None, "code": failure.code}
         await self._storage.save_session(
             SessionRecord(
@@ -287,3 +283,8 @@ class RedisLiveState:
                 error=error,
             )
         )
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(_log(session_id), {"e": json.dumps(self._failure_json(failure)), "end": "1"}, id=f"{seq}-1")
+            pipe.hset(entry, mapping={"status": "failed", "next_seq": seq + 1})
+            pipe.expire(_log(session_id), int(self._keep_s)).expire(entry, int(self._keep_s))
+            await pipe.execute()
