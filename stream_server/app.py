@@ -17,6 +17,7 @@ from stream_server.engine.packing import PackOptions
 from stream_server.engine.telemetry import LatencyStats
 from stream_server.file_access import FileLibrary
 from stream_server.file_jobs import MeteredTranscriber
+from stream_server.live_state import RedisLiveState
 from stream_server.models import resolve_model
 from stream_server.principals import KeyRing
 from stream_server.routing.backends import LocalBackend, RemoteBackend
@@ -43,6 +44,7 @@ from stream_server.transports.appkeys import (
     FILES,
     KEYS,
     LATENCY,
+    LIVE_STATE,
     LOCAL_SERVICES,
     METER,
     ROUTER,
@@ -55,6 +57,7 @@ from stream_server.transports.appkeys import (
 from stream_server.transports.auth import auth_middleware
 from stream_server.transports.cors import add_cors_headers, cors_middleware
 from stream_server.transports.errors import error_middleware
+from stream_server.transports.event_json import event_json
 from stream_server.transports.limits import LIMITS, ClientLimits, limits_middleware
 from stream_server.usage import UsageMeter
 
@@ -106,6 +109,8 @@ def create_app(
     app.cleanup_ctx.append(_providers_context)
     app.cleanup_ctx.append(_storage_context)
     app.cleanup_ctx.append(_sessions_context)
+    if settings.redis_url:
+        app.cleanup_ctx.append(_live_state_context)
     return app
 
 
@@ -169,7 +174,10 @@ async def _providers_context(app: web.Application) -> AsyncIterator[None]:
 
 async def _storage_context(app: web.Application) -> AsyncIterator[None]:
     """Open the stored files and their metadata (after the service: uploads decode with it)."""
-    storage = await LocalStorage.open(app[SETTINGS].storage_dir)
+    settings = app[SETTINGS]
+    storage = await LocalStorage.open(
+        settings.storage_dir, database_url=settings.database_url, blob_dir=settings.blob_dir
+    )
     app[STORAGE] = storage
     app[METER] = UsageMeter(storage)
     app[FILES] = FileLibrary(storage, app[SERVICE])
@@ -184,3 +192,20 @@ async def _sessions_context(app: web.Application) -> AsyncIterator[None]:
     app[SESSIONS] = SessionHub(settings.max_finished_sessions, settings.max_session_events)
     yield
     app[SESSIONS].close_all("the server is shutting down")
+
+
+async def _live_state_context(app: web.Application) -> AsyncIterator[None]:
+    """With --redis-url: live sessions and stream places shared with the other replicas (after
+    storage: a lost replica's sessions are stored from here; closed first, once every session
+    has ended and its log is flushed)."""
+    settings = app[SETTINGS]
+    app[LIVE_STATE] = await RedisLiveState.open(
+        settings.redis_url,
+        app[STORAGE],
+        lease_s=settings.live_lease_s,
+        keep_s=settings.ended_log_keep_s,
+        max_events=settings.max_session_events,
+        failure_json=lambda event: event_json(event, len),
+    )
+    yield
+    await app[LIVE_STATE].close()

@@ -38,6 +38,18 @@ def balance(item: str) -> tuple[str, float]:
     return key, value
 
 
+def database_url(url: str, name: str) -> str:
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError(f"{name} must be empty (SQLite) or postgresql://..., not {url.split('://')[0]}://...")
+    return url
+
+
+def redis_url(url: str, name: str) -> str:
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"{name} must be redis://..., rediss://... or unix://...")
+    return url
+
+
 def providers_from(path: str) -> tuple[ProviderSpec, ...]:
     return load_providers(Path(path))
 
@@ -266,6 +278,46 @@ class Settings:
         kind="repeat",
     )
     """Origins allowed to call the API from a browser (CORS); empty: none (the page is same-origin)."""
+
+    database_url: str = setting(
+        "",
+        "--database-url",
+        "postgresql://... for usage, balances, files' metadata and sessions shared by replicas; "
+        "empty = SQLite under --data-dir",
+        check=database_url,
+    )
+    """Where keys' usage, balance holds, files' metadata and finished sessions live: empty is
+    SQLite under `data_dir`; `postgresql://...` is a PostgreSQL server that replicas share."""
+    blob_dir: Path | None = setting(
+        None, "--blob-dir", "directory of stored files' bytes, one every replica mounts; default under --data-dir", parse=Path
+    )
+    """Where stored files' bytes live (a directory every replica mounts); None: under `data_dir`."""
+    redis_url: str = setting(
+        "",
+        "--redis-url",
+        "redis://... for live sessions' event logs, their registry and stream counts shared by "
+        "replicas; empty = in-process",
+        check=redis_url,
+    )
+    """`redis://...`: live sessions' event logs, their registry and the stream counts admission
+    checks live in this Redis, shared by replicas; empty: in this process."""
+    live_lease_s: float = setting(
+        15.0,
+        "--live-lease",
+        "with --redis-url: seconds after which a crashed replica's streams are released and failed",
+        parse=float,
+        check=positive,
+    )
+    """With Redis: a replica renews its live streams' places this often over three; a crashed
+    replica's streams are released, and their sessions failed, this long after its last renewal."""
+    ended_log_keep_s: float = setting(
+        3600.0,
+        "--ended-log-keep",
+        "with --redis-url: seconds an ended session's event log is kept for replay",
+        parse=float,
+        check=positive,
+    )
+    """With Redis: how long an ended session's event log stays there for replay."""
 
     providers: tuple[ProviderSpec, ...] = setting(
         (),

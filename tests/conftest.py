@@ -14,6 +14,7 @@ from aiohttp import web
 
 from stream_server.app import create_app, load_model
 from stream_server.decoder.whisper import SpeechModel
+from scripts.services import Unavailable, postgres_server, redis_server
 from stream_server.settings import Settings
 
 AUDIO_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "audio"
@@ -93,3 +94,26 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, speech_model: SpeechMo
     settings = Settings(data_dir=tmp_path_factory.mktemp("live"), port=0)
     with serve_in_thread(settings, speech_model) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server on loopback for the whole run (scripts/services.py)."""
+    with _available(), postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis server on loopback for the whole run (scripts/services.py)."""
+    with _available(), redis_server() as url:
+        yield url
+
+
+@contextmanager
+def _available() -> Iterator[None]:
+    """A service that cannot be installed here skips the tests that need it, saying why."""
+    try:
+        yield
+    except Unavailable as exc:
+        pytest.skip(str(exc))

@@ -276,3 +276,23 @@ def test_the_declared_floors_are_what_the_code_needs():
     assert project["requires-python"] == ">=3.11"
     assert "aiohttp>=3.14" in project["dependencies"]
     assert "Python 3.11+" in (root / "README.md").read_text()
+
+
+def test_shared_state_flags_and_their_environment_twins(tmp_path):
+    default = settings_for([])
+    assert (default.database_url, default.blob_dir, default.redis_url) == ("", None, "")  # embedded, zero setup
+    env = {
+        "STREAM_SERVER_DATABASE_URL": "postgresql://app@db.internal/speech",
+        "STREAM_SERVER_BLOB_DIR": str(tmp_path / "blobs"),
+        "STREAM_SERVER_REDIS_URL": "redis://cache.internal:6379/0",
+    }
+    s = settings_for(["--live-lease", "5"], env)
+    assert (s.database_url, s.blob_dir, s.redis_url) == (env["STREAM_SERVER_DATABASE_URL"], tmp_path / "blobs", env["STREAM_SERVER_REDIS_URL"])
+    assert (s.live_lease_s, s.ended_log_keep_s) == (5.0, 3600.0)
+
+
+@pytest.mark.parametrize(
+    "flags", [["--database-url", "mysql://x/y"], ["--redis-url", "http://cache"], ["--live-lease", "0"]]
+)
+def test_bad_shared_state_flags_stop_the_server(flags, tmp_path):
+    assert main(["serve", "--data-dir", str(tmp_path), *flags], env={}) == 2

@@ -121,7 +121,7 @@ class Admission:
         stream starts later than its connection (at its first audio) refuses at once."""
         options = self.options
         if owner is not None and options.max_streams_per_key and self._by_owner[owner] >= options.max_streams_per_key:
-            self._refuse(PER_KEY, f"this API key already has {self._by_owner[owner]} live streams, its limit")
+            self.refuse_per_key(self._by_owner[owner])
         if options.max_streams and self.active >= options.max_streams:
             self._refuse(MAX_STREAMS, f"the server is at its limit of {options.max_streams} live streams")
         if self.active >= self.capacity:
@@ -136,6 +136,11 @@ class Admission:
         if owner is not None:
             self._by_owner[owner] += 1
         return Ticket(self, owner)
+
+    def refuse_per_key(self, held: int) -> None:
+        """Refuse a key that holds `held` live streams, its limit (here, or counted over every
+        replica by live_state.py)."""
+        self._refuse(PER_KEY, f"this API key already has {held} live streams, its limit")
 
     def heard(self, audio_seconds: float) -> None:
         """Live audio arrived (any stream): feeds the cost estimate."""

@@ -77,3 +77,21 @@ class SessionRecord:
     """How it ended: `completed`, or `failed` (then `error` says why)."""
     error: dict | None = None
     """A failed session's error object, in OpenAI's shape (`message`, `type`, `param`, `code`)."""
+
+
+@dataclass(frozen=True)
+class BalanceHold:
+    """The answer to a balance hold: granted (with an `id` to release it by) or refused."""
+
+    id: str | None
+    """None: refused, the balance cannot cover the seconds asked for."""
+    remaining: float
+    """Audio seconds the key had left before this hold (less usage and the other live holds)."""
+
+    @property
+    def granted(self) -> bool:
+        return self.id is not None
+
+
+def new_hold_id() -> str:
+    return f"hold-{secrets.token_hex(12)}"

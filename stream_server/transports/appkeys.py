@@ -7,6 +7,7 @@ from stream_server.engine.sessions import SessionHub
 from stream_server.engine.telemetry import LatencyStats
 from stream_server.file_access import FileLibrary
 from stream_server.file_jobs import MeteredTranscriber
+from stream_server.live_state import RedisLiveState
 from stream_server.principals import KeyRing, Principal
 from stream_server.routing.backends import AnyBackend
 from stream_server.routing.router import Router
@@ -29,6 +30,8 @@ METER = web.AppKey("meter", UsageMeter)
 TRANSCRIBER = web.AppKey("transcriber", MeteredTranscriber)
 ADMISSION = web.AppKey("admission", Admission)
 LATENCY = web.AppKey("latency", LatencyStats)
+LIVE_STATE = web.AppKey("live_state", RedisLiveState)
+"""Present with --redis-url only: live sessions and stream places shared by replicas."""
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 """Who made the request; set by the auth middleware."""

@@ -21,7 +21,7 @@ from stream_server.audio import SAMPLE_RATE
 from stream_server.engine.adaptive import AdaptiveTranscriber
 from stream_server.engine.admission import Ticket
 from stream_server.engine.channels import MultiChannelTranscriber
-from stream_server.engine.sessions import LiveSession
+from stream_server.engine.sessions import LiveSession, new_session_id
 from stream_server.engine.stream import LiveTranscriber, StreamOptions
 from stream_server.errors import InsufficientBalance, ServiceError
 from stream_server.events import Event, StreamFailed
@@ -33,6 +33,7 @@ from stream_server.storage import SessionRecord
 from stream_server.transports.appkeys import (
     ADMISSION,
     LATENCY,
+    LIVE_STATE,
     LOCAL_SERVICES,
     METER,
     ROUTER,
@@ -42,6 +43,8 @@ from stream_server.transports.appkeys import (
     STORAGE,
 )
 from stream_server.transports.channel_params import ChannelRequest
+from stream_server.transports.event_json import event_json
+from stream_server.usage import StreamAllowance
 from stream_server.vad.segmenter import VadOptions
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,8 @@ class LiveRun:
     """Its place under admission control; given back by end_live_run."""
     service: TranscriptionService
     """The local backend's service the stream decodes on, chosen at its start."""
+    allowance: StreamAllowance
+    """The key's balance the stream holds as it goes; released once its usage is recorded."""
     feeding: asyncio.Task | None = None
     stopping: bool = False
     """Set on shutdown: the feed stops, and what was received is still decoded."""
@@ -129,9 +134,11 @@ async def start_live_run(
     model.check_language(language)
     meter = app[METER]
     await meter.check_balance(principal)
-    allowance = await meter.remaining_seconds(principal)
+    allowance = meter.stream_allowance(principal)
     ticket = app[ADMISSION].admit(None if principal.key_id == ANONYMOUS_ID else principal.key_id)
+    session_id = session_id or new_session_id()
     try:
+        await _claim_shared_place(app, principal, session_id)
         labels = channels.labels if channels.multichannel else None
         session = app[SESSIONS].create(
             model.name,
@@ -142,6 +149,8 @@ async def start_live_run(
             details=details,
             session_id=session_id,
         )
+        if LIVE_STATE in app:
+            app[LIVE_STATE].publish(session, lambda e: event_json(e, model.count_tokens, logprobs=True, provider=backend.name))
         options = stream_options(app, partial_decodes, vad)
 
         def slot_free() -> bool:
@@ -170,12 +179,30 @@ async def start_live_run(
 
             transcriber = MultiChannelTranscriber(transcriber_for, session.publish, labels, channel_count)
     except BaseException:
-        ticket.release()
+        await _release(app, ticket, session_id)
         raise
-    run = LiveRun(session, transcriber, principal, ticket, service)
-    run.feeding = asyncio.ensure_future(_feed(pcm, run, allowance))
+    run = LiveRun(session, transcriber, principal, ticket, service, allowance)
+    run.feeding = asyncio.ensure_future(_feed(pcm, run))
     app[LIVE_RUNS].add(run)
     return run
+
+
+async def _claim_shared_place(app: web.Application, principal: Principal, session_id: str) -> None:
+    """With shared live state, a place among every replica's streams, the key's cap counted over
+    them all (this replica's Admission counted only its own)."""
+    if LIVE_STATE not in app:
+        return
+    per_key = 0 if principal.key_id == ANONYMOUS_ID else app[SETTINGS].max_streams_per_key
+    held = await app[LIVE_STATE].claim(session_id, principal.key_id, per_key)
+    if held is not None:
+        app[ADMISSION].refuse_per_key(held)
+
+
+async def _release(app: web.Application, ticket: Ticket, session_id: str) -> None:
+    """Give back a stream's admission, and its shared place if it has one."""
+    ticket.release()
+    if LIVE_STATE in app:
+        await asyncio.shield(app[LIVE_STATE].release(session_id))
 
 
 def live_backend(app: web.Application, route: RouteRequest) -> LocalBackend:
@@ -190,13 +217,13 @@ def session_service(app: web.Application, session: LiveSession) -> Transcription
     return app[LOCAL_SERVICES].get(session.provider) or app[SERVICE]
 
 
-async def _feed(pcm: AsyncIterator[np.ndarray], run: LiveRun, allowance: float | None) -> None:
+async def _feed(pcm: AsyncIterator[np.ndarray], run: LiveRun) -> None:
     transcriber, session = run.transcriber, run.session
     try:
         async for chunk in pcm:
             transcriber.push(chunk)
             run.ticket.heard(chunk.shape[-1] / SAMPLE_RATE)
-            if allowance is not None and run.billed_seconds > allowance:
+            if not await run.allowance.cover(run.billed_seconds):
                 raise InsufficientBalance("insufficient balance: the key's audio seconds ran out during the stream")
         await transcriber.finish()
     except ServiceError as exc:  # the input's fault (too large, not audio, balance): keep what came before it
@@ -227,8 +254,8 @@ async def end_live_run(app: web.Application, run: LiveRun, reason: str = "the cl
                 await run.feeding
         await run.transcriber.cancel()
     finally:
-        run.ticket.release()
         app[LIVE_RUNS].discard(run)
+        await _release(app, run.ticket, run.session.id)
     session = run.session
     if session.outcome is None:
         session.fail(reason, "client_disconnected")
@@ -301,3 +328,7 @@ async def _keep(app: web.Application, run: LiveRun) -> None:
         )
     except Exception:
         log.exception("could not keep session %s", session.id)
+    try:
+        await run.allowance.release()
+    except Exception:
+        log.exception("session %s: could not release its balance holds (they lapse on their own)", session.id)

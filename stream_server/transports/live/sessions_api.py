@@ -8,9 +8,11 @@ from aiohttp import web
 
 from stream_server.engine.sessions import LiveSession, is_session_id
 from stream_server.errors import Forbidden, InvalidRequest, NotFound
+from stream_server.events import EventsDropped
+from stream_server.live_state import SharedSession
 from stream_server.principals import ANONYMOUS_ID
 from stream_server.storage import SessionRecord
-from stream_server.transports.appkeys import SESSIONS, STORAGE
+from stream_server.transports.appkeys import LIVE_STATE, SESSIONS, STORAGE
 from stream_server.transports.auth import principal_of
 from stream_server.transports.event_json import event_json
 from stream_server.transports.live.live_run import session_error, session_service, stored_details
@@ -20,12 +22,16 @@ from stream_server.transports.live.sse_api import SESSION_HEADER
 routes = web.RouteTableDef()
 
 
-def session_object(session: LiveSession | SessionRecord) -> dict:
-    """A session in one shape, whether this process holds it or it is stored. What one form does
-    not know is null: `duration` and `ended_at` until it is stored, `provider` and `utterances`
-    of a session stored before they were kept. A transport adds its details (a call's ids), a
-    multichannel session its `channels`, a failed one its `error`."""
-    if isinstance(session, SessionRecord):
+def session_object(session: LiveSession | SessionRecord | SharedSession) -> dict:
+    """A session in one shape, whether this process holds it, it is stored, or it is live on
+    another replica. What one form does not know is null: `duration` and `ended_at` until it is
+    stored, `provider` and `utterances` of a session stored before they were kept, `utterances`
+    of another replica's (which names its `replica`). A transport adds its details (a call's
+    ids), a multichannel session its `channels`, a failed one its `error`."""
+    if isinstance(session, SharedSession):
+        known = {"text": session.text, "duration": None, "ended_at": None, "key_id": session.owner or ANONYMOUS_ID}
+        details, error = {"provider": session.provider, "replica": session.replica}, None
+    elif isinstance(session, SessionRecord):
         known = {
             "text": session.transcript,
             "duration": round(session.duration, 3),
@@ -76,20 +82,37 @@ def _session_id(request: web.Request) -> str:
 def _live_session(request: web.Request) -> LiveSession | None:
     """The session if this process still holds it; another key's session is a 403."""
     session = request.app[SESSIONS].get(_session_id(request))
-    if session is not None and not principal_of(request).may_access(session.owner or ANONYMOUS_ID):
-        raise Forbidden("this session belongs to another API key", param="session_id", code="forbidden")
+    if session is not None:
+        _check_owner(request, session.owner or ANONYMOUS_ID)
     return session
+
+
+def _check_owner(request: web.Request, owner: str) -> None:
+    if not principal_of(request).may_access(owner):
+        raise Forbidden("this session belongs to another API key", param="session_id", code="forbidden")
+
+
+async def _shared_session(request: web.Request) -> SharedSession | None:
+    """With --redis-url, the session as the replicas' registry has it (live or recently ended
+    on any replica); another key's is a 403."""
+    if LIVE_STATE not in request.app:
+        return None
+    shared = await request.app[LIVE_STATE].session(_session_id(request))
+    if shared is not None:
+        _check_owner(request, shared.owner or ANONYMOUS_ID)
+    return shared
 
 
 @routes.get("/v1/audio/sessions/{session_id}")
 async def get_session(request: web.Request) -> web.Response:
     session = _live_session(request)
-    if session is None or session.status != "live":  # finished: the stored record, once it is written
+    if session is None or session.status != "live":  # finished (here or on any replica): the stored record, once written
         record = await request.app[STORAGE].get_session(_session_id(request))
         if record is not None:
-            if not principal_of(request).may_access(record.owner):
-                raise Forbidden("this session belongs to another API key", param="session_id", code="forbidden")
+            _check_owner(request, record.owner)
             return web.json_response(session_object(record))
+    if session is None:
+        session = await _shared_session(request)  # live on another replica
     if session is None:
         raise _not_found(request)
     return web.json_response(session_object(session))
@@ -99,16 +122,24 @@ async def get_session(request: web.Request) -> web.Response:
 async def follow_session(request: web.Request) -> web.StreamResponse:
     """Every event of a session, partials included; `Last-Event-ID` resumes after that event."""
     session = _live_session(request)
-    if session is None:
+    shared = await _shared_session(request) if session is None else None
+    if session is None and shared is None:
         raise _not_found(request)
     last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or "-1"
     try:
         after = int(last)
     except ValueError:
         raise InvalidRequest("Last-Event-ID must be an event id (an integer)", param="Last-Event-ID") from None
-    count_tokens = session_service(request.app, session).model.count_tokens
-    async with EventStream(request, {SESSION_HEADER: session.id}) as sse:
-        async for event in session.follow(after):
-            await sse.send(event_json(event, count_tokens, logprobs=True, provider=session.provider), event.seq)
+    async with EventStream(request, {SESSION_HEADER: _session_id(request)}) as sse:
+        if session is not None:
+            count_tokens = session_service(request.app, session).model.count_tokens
+            async for event in session.follow(after):
+                await sse.send(event_json(event, count_tokens, logprobs=True, provider=session.provider), event.seq)
+        else:  # another replica's: its shared log
+            async for item in request.app[LIVE_STATE].follow(_session_id(request), after):
+                if isinstance(item, EventsDropped):
+                    await sse.send(event_json(item, len), item.seq)
+                else:
+                    await sse.send(item[1], item[0])
         await sse.send("[DONE]")
     return sse.response

@@ -24,12 +24,14 @@ SCHEMAS = {
             "utterances": nullable({"type": "array", "items": UTTERANCE}),
             "channels": {"type": "array", "items": ref("ChannelText")},
             "error": ref("ErrorDetail"),
+            "replica": TEXT,
         },
         ("object", "id", "status", "model", "provider", "language", "text", "duration", "created_at", "ended_at", "key_id", "utterances"),
     ),
 }
 """One shape for a session held live or stored: `duration` and `ended_at` are null until it is
-stored, `provider` and `utterances` for one stored before they were kept; a transport may add
+stored, `provider` and `utterances` for one stored before they were kept, and `utterances` for
+one live on another replica (with --redis-url), which names its `replica`; a transport may add
 its own details (a call's ids)."""
 
 SESSION_ID = path("session_id", "A live session's id (`sess_...`).")

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 
 from stream_server.engine.admission import REFUSAL_REASONS
 from stream_server.engine.telemetry import Histogram
-from stream_server.transports.appkeys import ADMISSION, LATENCY, SERVICE, SESSIONS
+from stream_server.transports.appkeys import ADMISSION, LATENCY, LIVE_STATE, SERVICE, SESSIONS
 from stream_server.transports.limits import LIMITS, REFUSALS
 
 routes = web.RouteTableDef()
@@ -123,5 +123,16 @@ async def metrics(request: web.Request) -> web.Response:
     out.single("open_request_addresses", "gauge", "Client addresses with a request open.", len(limits.per_address))
     out.single("sessions_in_memory", "gauge", "Live and recently ended sessions held for replay.", sessions.held)
     out.single("asyncio_tasks", "gauge", "Tasks alive on the server's event loop.", len(asyncio.all_tasks()))
+    if LIVE_STATE in app:
+        await _shared_counts(out, app)
     text = out.text() + generate_latest(PROCESS).decode()
     return web.Response(text=text, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def _shared_counts(out: Exposition, app: web.Application) -> None:
+    """With --redis-url: the counts every replica shares, beside this replica's own above."""
+    shared = app[LIVE_STATE]
+    out.single("cluster_live_streams", "gauge", "Live streams holding a place, over every replica sharing the Redis.", await shared.live_streams())
+    out.single("lost_sessions_failed_total", "counter", "Sessions of lost replicas this replica ended failed.", shared.reaped)
+    info = out.family("replica_info", "gauge", "This replica's id in the shared registry.")
+    out.sample(info, 1, {"replica": shared.replica})
