@@ -18,7 +18,7 @@ from aiohttp import WSMsgType, WSServerHandshakeError
 from stream_server.app import create_app
 from stream_server.audio import SAMPLE_RATE
 from stream_server.events import TextPartial
-from stream_server.transports import live_api
+from stream_server.transports.live import sse_api
 from stream_server.transports.appkeys import SESSIONS
 from stream_server.transports.live.audio_inbox import BODY_SLICE_S, MAX_DECODER_BACKLOG_S, AudioInbox
 from stream_server.transports.limits import LIMITS, FailedAuth, MessageRate
@@ -239,7 +239,7 @@ async def test_a_live_body_sent_faster_than_it_is_decoded_is_read_only_as_the_de
             super()._append(pcm)
             held.append(self.queued_seconds)
 
-    monkeypatch.setattr(live_api, "AudioInbox", Recorded)
+    monkeypatch.setattr(sse_api, "AudioInbox", Recorded)
     client = await make_client(stream_max_queue_s=3.0)
     names = ("en_jfk_16k.wav", "en_ls_1995-1837-0001.wav", "en_librivox_sense_and_sensibility_01-0870.wav")
     pause = np.zeros(SAMPLE_RATE, np.float32)
