@@ -33,7 +33,7 @@ import numpy as np
 from stream_server.audio import SAMPLE_RATE
 from stream_server.decoder.results import Word
 from stream_server.engine.arrival import ArrivalRate
-from stream_server.engine.stream import LatencyObserver, LiveTranscriber, StreamOptions, WindowDecoder
+from stream_server.engine.stream import LatencyObserver, LiveTranscriber, StreamOptions, WindowDecoder, stream_done
 from stream_server.engine.whole_windows import FileDecoder, WholeWindowTranscriber
 from stream_server.events import (
     Event,
@@ -172,14 +172,7 @@ class AdaptiveTranscriber:
             await asyncio.shield(self._switching)
         await self._policy.finish()
         if done and not self.failed:
-            self._publish(
-                StreamDone(
-                    text=self._text,
-                    duration=self.received_seconds,
-                    speech_seconds=self.speech_seconds,
-                    prompt_tokens=self.prompt_tokens,
-                )
-            )
+            self._publish(stream_done(self))
 
     async def cancel(self) -> None:
         if self._switching is not None:

@@ -89,6 +89,24 @@ class StreamOptions:
     vad: VadOptions = field(default_factory=VadOptions)
 
 
+class StreamTotals(Protocol):
+    """What a stream's transcriber has done, for its StreamDone."""
+
+    text: str
+    received_seconds: float
+    speech_seconds: float
+    prompt_tokens: int
+
+
+def stream_done(totals: StreamTotals) -> StreamDone:
+    return StreamDone(
+        text=totals.text,
+        duration=totals.received_seconds,
+        speech_seconds=totals.speech_seconds,
+        prompt_tokens=totals.prompt_tokens,
+    )
+
+
 class WindowDecoder(Protocol):
     def __call__(
         self, audio: np.ndarray, prompt: str | None, *, final: bool, deadline: float
@@ -239,14 +257,7 @@ class LiveTranscriber:
         self._segment(self._segmenter.flush())
         await self.drain()
         if done and not self.failed:
-            self._publish(
-                StreamDone(
-                    text=self._text,
-                    duration=self.received_seconds,
-                    speech_seconds=self.speech_seconds,
-                    prompt_tokens=self.prompt_tokens,
-                )
-            )
+            self._publish(stream_done(self))
 
     async def drain(self) -> None:
         """Wait until every decode that is due has run: called between utterances, the closed
