@@ -45,7 +45,8 @@ TOKENS_PER_SECOND_CAP = 8
 
 def window_options(language: str | None, prompt: str | None, *, seconds: float) -> TranscribeOptions:
     """A live window of `seconds`: word timestamps for the agreement, no second VAD pass (the
-    stream's VAD already cut it), tokens capped by its length, one greedy pass."""
+    stream's VAD already cut it), tokens capped by its length, one greedy pass of one encoder
+    window (the tail past its last word is heard by the next window, or is the pause)."""
     return TranscribeOptions(
         language=language,
         prompt=prompt,
@@ -54,6 +55,7 @@ def window_options(language: str | None, prompt: str | None, *, seconds: float) 
         vad_filter=False,
         hotter_retries=LIVE_HOTTER_RETRIES,
         max_new_tokens=int(16 + TOKENS_PER_SECOND_CAP * min(seconds, 30.0)),
+        one_window=True,
     )
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from faster_whisper import WhisperModel
 
-from stream_server.decoder.whisper import MAX_TEMPERATURE, temperature_schedule
+from stream_server.audio import SAMPLE_RATE
+from stream_server.decoder.whisper import MAX_TEMPERATURE, TranscribeOptions, temperature_schedule
 from stream_server.errors import InvalidRequest
+from tests.live_helpers import pcm16k
 
 
 @pytest.mark.parametrize(
@@ -50,3 +54,31 @@ def test_english_only_model_refuses_other_languages(speech_model):
     with pytest.raises(InvalidRequest) as caught:
         speech_model.check_language("es")
     assert caught.value.code == "unsupported_language"
+
+
+def test_one_window_decodes_in_one_encoder_pass(speech_model, monkeypatch):
+    """A prompted window whose text ends before its audio does (a live window: the text before
+    as prompt, cut after "for you"): faster-whisper seeks to the last word and encodes the
+    rest again; `one_window` stops after the first pass, with the words kept."""
+    passes = []
+    encode = WhisperModel.encode
+    monkeypatch.setattr(WhisperModel, "encode", lambda model, features: passes.append(1) or encode(model, features))
+    audio = pcm16k("en_jfk_16k.wav")[: 8 * SAMPLE_RATE]
+    prompt = (
+        "Lower intensity. We're just saying some words. And here are some more words. Words, words, "
+        "words, words. He was not an ill-disposed young man. Today only platforms 1 and 3 are used."
+    )
+    words = {}
+    for one_window in (False, True):
+        passes.clear()
+        options = TranscribeOptions(
+            language="en", prompt=prompt, word_timestamps=True, beam_size=1, vad_filter=False, one_window=one_window
+        )
+        result = speech_model.transcribe(audio, options)
+        words[one_window] = [w.text.strip(" ,.").lower() for s in result.segments for w in s.words]
+        if one_window:
+            assert len(passes) == 1
+        else:
+            assert len(passes) > 1  # the premise: without it, the tail is encoded again
+    assert words[True][-2:] == ["for", "you"]
+    assert words[True] == words[False][: len(words[True])]
