@@ -30,6 +30,7 @@ from types import SimpleNamespace
 from typing import NamedTuple
 
 import numpy as np
+from faster_whisper import WhisperModel
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -43,7 +44,7 @@ from stream_server.audio import SAMPLE_RATE  # noqa: E402
 from stream_server.engine.packing import PackOptions, decode_packed  # noqa: E402
 from stream_server.decoder.results import Transcription  # noqa: E402
 from stream_server.engine.stream import LiveTranscriber, StreamOptions, WindowDecoder  # noqa: E402
-from stream_server.events import Event, StreamDone  # noqa: E402
+from stream_server.events import Event, StreamDone, UtteranceDone  # noqa: E402
 from stream_server.service import TranscriptionService  # noqa: E402
 from stream_server.settings import Settings  # noqa: E402
 
@@ -56,11 +57,37 @@ class Costs:
     final: float
     piece: float
     """Added per window beyond the first in a packed call."""
+    per_pass: float = 0.0
+    per_word: float = 0.0
+    """With `per_pass` set, a call costs `per_pass` per encoder pass it made (faster-whisper
+    encodes again from the last timestamp when a window's text ends early) plus `per_word` per
+    word it decoded, instead of the fixed costs above."""
 
-    def of(self, fn: Callable, args: tuple, final: bool) -> float:
+    def of(self, fn: Callable, args: tuple, final: bool, result: object, passes: int) -> float:
+        if self.per_pass:
+            results = result if isinstance(result, list) else [result]
+            words = sum(len(segment.words) for r in results for segment in r.segments)
+            return self.per_pass * passes + self.per_word * words
         if fn is decode_packed:
             return self.partial + self.piece * (len(args[1]) - 1)
         return self.final if final else self.partial
+
+
+class EncoderPasses:
+    """Counts faster-whisper's encoder passes (one per 30 s window it decodes)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        encode = WhisperModel.encode
+
+        def counted(model, features):
+            self.count += 1
+            return encode(model, features)
+
+        WhisperModel.encode = counted
+
+
+PASSES = EncoderPasses()
 
 
 class Call(NamedTuple):
@@ -110,12 +137,12 @@ class VirtualExecutor(Executor):
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
         final = fn is not decode_packed and self._finals.pop(id(args[0]), None) is args[0]
-        cost = self.costs.of(fn, args, final)
+        future: Future = Future()
+        started, passes = time.perf_counter(), PASSES.count
+        result = fn(*args, **kwargs)
+        cost = self.costs.of(fn, args, final, result, PASSES.count - passes)
         self.busy_seconds += cost
         self.calls += 1
-        future: Future = Future()
-        started = time.perf_counter()
-        result = fn(*args, **kwargs)
         if self.log is not None:
             self.log.append(Call(fn, args, result, time.perf_counter() - started, final))
         heapq.heappush(self._pending, (self.clock.now + cost, next(self._order), future, result))
@@ -137,6 +164,10 @@ class SimStream:
     transcriber: LiveTranscriber | None = None
     pushed: int = 0
     commit_delays: list[float] = field(default_factory=list)
+    final_delays: list[float] = field(default_factory=list)
+    """Per utterance: its final's arrival less its end."""
+    lengths: list[float] = field(default_factory=list)
+    """Per utterance: end less start."""
     text: str = ""
     done_at: float | None = None
     finishing: asyncio.Future | None = None
@@ -169,6 +200,9 @@ class Outcome:
     wer_worst: float
     commit_p50: float
     commit_p95: float
+    commit_max: float
+    final_p50: float
+    longest_utterance: float
     worst_lag: float
     calls: int
     packed_share: float
@@ -178,15 +212,15 @@ class Outcome:
     def row(self) -> str:
         return (
             f"| {self.streams} | {'on' if self.packing else 'off'} | {self.wer_pooled:.2%} | {self.wer_median:.1%} / {self.wer_worst:.1%} "
-            f"| {self.commit_p50:.2f} / {self.commit_p95:.2f} | {self.worst_lag:.2f} | {self.calls} | {self.packed_share:.0%} "
+            f"| {self.commit_p50:.2f} / {self.commit_p95:.2f} / {self.commit_max:.2f} | {self.final_p50:.2f} | {self.longest_utterance:.1f} | {self.worst_lag:.2f} | {self.calls} | {self.packed_share:.0%} "
             f"| {self.pieces_per_packed_call:.1f} | {self.cost_per_audio_second:.3f} |"
         )
 
 
 HEADER = (
-    "| streams | packing | WER pooled | WER median / worst | commit p50 / p95 (s) | worst lag at end (s) | model calls "
-    "| windows in packed calls | windows per packed call | virtual decode s per audio s |\n"
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    "| streams | packing | WER pooled | WER median / worst | commit p50 / p95 / max (s) | final p50 (s) | longest utterance (s) "
+    "| worst lag at end (s) | model calls | windows in packed calls | windows per packed call | virtual decode s per audio s |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 )
 
 
@@ -211,6 +245,9 @@ async def simulate(
         def publish(event: Event, s: SimStream = s) -> None:
             if isinstance(event, StreamDone):
                 s.text, s.done_at = event.text, clock.now
+            elif isinstance(event, UtteranceDone):
+                s.final_delays.append(clock.now - s.start - event.end)
+                s.lengths.append(event.end - event.start)
 
         decode = executor.marking_finals(service.window_decoder(model, "en"))
         s.transcriber = LiveTranscriber(decode, publish, StreamOptions(), observer=s)
@@ -241,6 +278,9 @@ async def simulate(
         wer_worst=max(errors),
         commit_p50=percentile(delays, 50),
         commit_p95=percentile(delays, 95),
+        commit_max=max(delays, default=0.0),
+        final_p50=percentile([d for s in streams for d in s.final_delays], 50),
+        longest_utterance=max((n for s in streams for n in s.lengths), default=0.0),
         worst_lag=max(s.done_at - s.end for s in streams),
         calls=executor.calls,
         packed_share=scheduler.packed_windows / max(1, scheduler.packed_windows + executor.calls - scheduler.packed_decodes),
@@ -260,6 +300,8 @@ def main() -> None:
     parser.add_argument("--partial-cost", type=float, default=0.45, help="virtual seconds per greedy partial call")
     parser.add_argument("--final-cost", type=float, default=0.60, help="virtual seconds per final call (a whole utterance)")
     parser.add_argument("--piece-cost", type=float, default=0.10, help="virtual seconds per extra window in a packed call")
+    parser.add_argument("--per-pass", type=float, default=0.0, help="virtual seconds per encoder pass (replaces the fixed costs)")
+    parser.add_argument("--per-word", type=float, default=0.0, help="with --per-pass: virtual seconds per decoded word")
     parser.add_argument("--gap", type=float, default=PackOptions.gap_s)
     parser.add_argument("--gap-noise", type=float, default=PackOptions.gap_noise)
     parser.add_argument("--max-pieces", type=int, default=PackOptions.max_pieces)
@@ -272,7 +314,7 @@ def main() -> None:
     args = parser.parse_args()
     # the virtual executor makes one model call at a time: give it every core (only wall time changes)
     model = load_model(Settings(data_dir=Path("/tmp/stream-server-sim"), model=args.model, cpu_threads=os.cpu_count() or 1))
-    costs = Costs(args.partial_cost, args.final_cost, args.piece_cost)
+    costs = Costs(args.partial_cost, args.final_cost, args.piece_cost, args.per_pass, args.per_word)
     finals_after = args.finals_after if args.finals_after >= 0 else None
     packing = PackOptions(args.gap, args.gap_noise, args.max_seconds, args.max_pieces, args.prompt, finals_after)
     modes = {"on": [packing], "off": [None], "both": [None, packing]}[args.packing]
@@ -285,7 +327,8 @@ def main() -> None:
     for n in args.streams:
         feeds = rotations(args.audio, n)
         for mode in modes:
-            print(run(feeds, mode, args.stagger).row(), flush=True)
+            before = PASSES.count
+            print(run(feeds, mode, args.stagger).row(), f"encoder passes {PASSES.count - before}", flush=True)
         if args.alone:
             alone = [run([feed], None, 0.0) for feed in feeds]
             words = [len(feed.reference.split()) for feed in feeds]
