@@ -3,8 +3,8 @@
     python scripts/bench_slots.py --audio ../shared/audio/en_dev_feed_16k.wav --concurrent 2 4
 
 For each split (`SLOTSxTHREADS`, default 1x<cores> and <cores>x1), loads the model with
-`cpu_threads=THREADS` and `num_workers=SLOTS`, then submits N window decodes at once (greedy,
-word timestamps, no VAD: what a live stream's partial costs) through a SLOTS-wide pool, and
+`cpu_threads=THREADS` and `num_workers=SLOTS`, then submits N window decodes at once (a live
+window's options, service.window_options: what a live stream's partial costs) through a SLOTS-wide pool, and
 reports the median over repetitions of the time until all N are done and of one decode's
 latency. Short by design: a few windows of a few seconds.
 """
@@ -27,8 +27,7 @@ from stream_server.audio import SAMPLE_RATE  # noqa: E402
 from stream_server.audio.decode import decode_file  # noqa: E402
 from stream_server.decoder.whisper import SpeechModel, TranscribeOptions  # noqa: E402
 from stream_server.models import resolve_model  # noqa: E402
-
-WINDOW_OPTIONS = TranscribeOptions(language="en", word_timestamps=True, beam_size=1, vad_filter=False)
+from stream_server.service import window_options  # noqa: E402
 
 
 def split(text: str) -> tuple[int, int]:
@@ -36,15 +35,17 @@ def split(text: str) -> tuple[int, int]:
     return int(slots), int(threads)
 
 
-def run_split(model: SpeechModel, slots: int, windows: list, concurrent: int, repeats: int) -> tuple[float, float]:
+def run_split(
+    model: SpeechModel, slots: int, windows: list, options: TranscribeOptions, concurrent: int, repeats: int
+) -> tuple[float, float]:
     makespans, latencies = [], []
     with ThreadPoolExecutor(max_workers=slots) as pool:
-        pool.submit(model.transcribe, windows[0], WINDOW_OPTIONS).result()  # warm up
+        pool.submit(model.transcribe, windows[0], options).result()  # warm up
         for _ in range(repeats):
             started = time.monotonic()
 
             def decode(window):
-                model.transcribe(window, WINDOW_OPTIONS)
+                model.transcribe(window, options)
                 return time.monotonic() - started
 
             futures = [pool.submit(decode, windows[i % len(windows)]) for i in range(concurrent)]
@@ -75,7 +76,7 @@ def main() -> None:
     for slots, threads in args.split:
         model = SpeechModel(source, device="cpu", cpu_threads=threads, num_workers=slots)
         for n in args.concurrent:
-            makespan, latency = run_split(model, slots, windows, n, args.repeats)
+            makespan, latency = run_split(model, slots, windows, window_options("en", None, seconds=args.window_s), n, args.repeats)
             print(f"{slots} x {threads} | {n} | {makespan:.2f} | {latency:.2f}")
         del model
 

@@ -67,9 +67,11 @@ class Settings:
     compute_type: str = setting("auto", "--compute-type", "auto, int8, int8_float16, float16, float32, ...")
     """CTranslate2 compute type; `auto` is int8 on CPU and float16 on CUDA."""
     cpu_threads: int = setting(
-        0, "--cpu-threads", "threads per model call; 0 = the cores shared among --decode-slots", parse=int
+        0, "--cpu-threads", "threads per model call; 0 = every core, for each of the --decode-slots", parse=int
     )
-    """Threads per model call; 0 shares the cores evenly among the decode slots."""
+    """Threads per model call; 0 gives each decode slot every core. On 2 cores, 2 slots x 2
+    threads beat 2 x 1 and 1 x 2: a call alone took 0.83 s (2 x 1: 1.14 s), and two at once
+    finished sooner than on one thread each (BENCHMARKS.md, "Threads per call")."""
     api_keys: tuple[str, ...] = setting(
         (), "--api-key", "accepted bearer key; repeat for several", env="API_KEYS", kind="repeat"
     )
@@ -114,7 +116,8 @@ class Settings:
         2, "--decode-slots", "model calls run at once, each on --cpu-threads threads", parse=int, check=at_least(1)
     )
     """Model calls run at once (CTranslate2 workers); each uses `cpu_threads` threads. On 2 cores,
-    2 slots x 1 thread finished concurrent window decodes sooner than 1 x 2 (BENCHMARKS.md)."""
+    2 slots finished concurrent window decodes sooner than 1 (BENCHMARKS.md), and a file's
+    decode never holds the last one."""
     max_streams: int = setting(
         0,
         "--max-streams",
@@ -349,5 +352,5 @@ class Settings:
 
     @property
     def threads_per_slot(self) -> int:
-        """`cpu_threads`, or the cores shared evenly among the decode slots."""
-        return self.cpu_threads or max(1, (os.cpu_count() or 1) // self.decode_slots)
+        """`cpu_threads`, or every core."""
+        return self.cpu_threads or (os.cpu_count() or 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -251,7 +252,8 @@ def test_every_serve_flag_is_in_the_readme_and_every_flag_there_exists():
         flag = re.match(r"\| `(--[a-z0-9-]+)", line).group(1)
         assert flag in flags, f"the README documents {flag}, which `serve` does not take"
     cpu_threads = next(line for line in server_rows if line.startswith("| `--cpu-threads`"))
-    assert "every core" not in cpu_threads and "--decode-slots" in cpu_threads
+    assert "every core" in cpu_threads and "--decode-slots" in cpu_threads
+    assert Settings(cpu_threads=0).threads_per_slot == (os.cpu_count() or 1)
 
 
 def test_every_setting_is_declared_once_with_one_flag_and_one_variable():
