@@ -114,9 +114,12 @@ class VirtualExecutor(Executor):
     """Runs a call at once and completes its future when the virtual clock reaches its cost;
     `log` (if given) collects every call (`Call`)."""
 
-    def __init__(self, clock: Clock, costs: Costs, log: list[Call] | None = None):
+    def __init__(self, clock: Clock, costs: Costs, log: list[Call] | None = None, slowdown: float = 1.0):
         self.clock = clock
         self.costs = costs
+        self.slowdown = slowdown
+        """A call's cost is multiplied by this when it starts while another is running (the
+        slots share the cores)."""
         self.log = log
         self.busy_seconds = 0.0
         self.calls = 0
@@ -141,6 +144,8 @@ class VirtualExecutor(Executor):
         started, passes = time.perf_counter(), PASSES.count
         result = fn(*args, **kwargs)
         cost = self.costs.of(fn, args, final, result, PASSES.count - passes)
+        if any(due > self.clock.now for due, *_ in self._pending):
+            cost *= self.slowdown
         self.busy_seconds += cost
         self.calls += 1
         if self.log is not None:
@@ -232,12 +237,14 @@ async def simulate(
     costs: Costs,
     stagger: float,
     log: list[Call] | None = None,
+    options: StreamOptions = StreamOptions(),
+    slowdown: float = 1.0,
 ) -> Outcome:
     """One run: live windows decode greedily, in one pass, so the same run gives the same words."""
     clock = Clock()
     stream_module.time = SimpleNamespace(monotonic=clock)  # the engine's deadlines and latencies on the virtual clock
     scheduler_module.time = SimpleNamespace(monotonic=clock)  # and the scheduler's waits
-    executor = VirtualExecutor(clock, costs, log)
+    executor = VirtualExecutor(clock, costs, log, slowdown)
     service = TranscriptionService(executor, slots, packing)
     streams = [SimStream(feed, i * stagger) for i, feed in enumerate(feeds)]
     for s in streams:
@@ -250,7 +257,7 @@ async def simulate(
                 s.lengths.append(event.end - event.start)
 
         decode = executor.marking_finals(service.window_decoder(model, "en"))
-        s.transcriber = LiveTranscriber(decode, publish, StreamOptions(), observer=s)
+        s.transcriber = LiveTranscriber(decode, publish, options, observer=s)
     step = int(CHUNK_S * SAMPLE_RATE)
     while True:
         clock.now = max(clock.now, min([s.next_push for s in streams if not s.fed] + [executor.next_completion()]))
@@ -289,6 +296,18 @@ async def simulate(
     )
 
 
+def stream_options(assignments: list[str]) -> StreamOptions:
+    """StreamOptions with `field=value` assignments, each value parsed as its default's type
+    (`none` for None)."""
+    options = StreamOptions()
+    for assignment in assignments:
+        name, _, value = assignment.partition("=")
+        default = getattr(options, name)
+        parse = float if default is None else type(default)
+        options = replace(options, **{name: None if value == "none" else parse(value)})
+    return options
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--audio", type=Path, default=REPO.parent / "shared" / "audio" / "en_dev_feed_16k.wav")
@@ -302,6 +321,9 @@ def main() -> None:
     parser.add_argument("--piece-cost", type=float, default=0.10, help="virtual seconds per extra window in a packed call")
     parser.add_argument("--per-pass", type=float, default=0.0, help="virtual seconds per encoder pass (replaces the fixed costs)")
     parser.add_argument("--per-word", type=float, default=0.0, help="with --per-pass: virtual seconds per decoded word")
+    parser.add_argument(
+        "--slowdown", type=float, default=1.0, help="cost factor of a call that starts while another runs (1.43 measured on 2 x 2 threads)"
+    )
     parser.add_argument("--gap", type=float, default=PackOptions.gap_s)
     parser.add_argument("--gap-noise", type=float, default=PackOptions.gap_noise)
     parser.add_argument("--max-pieces", type=int, default=PackOptions.max_pieces)
@@ -309,6 +331,9 @@ def main() -> None:
     parser.add_argument("--prompt", action="store_true", help="packed calls get their first window's prompt")
     parser.add_argument(
         "--finals-after", type=float, default=PackOptions.finals_after_s, help="queue wait past which finals share calls (negative: never)"
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", help="a StreamOptions field, e.g. sure_probability=0.9 (repeat)"
     )
     parser.add_argument("--alone", action="store_true", help="also decode each of the N feeds as the only stream (the single-stream WER)")
     args = parser.parse_args()
@@ -321,8 +346,11 @@ def main() -> None:
     print(f"{args.slots} slots; costs: partial {costs.partial:g} s, final {costs.final:g} s, +{costs.piece:g} s per packed window; {packing}")
     print(HEADER)
 
+    options = stream_options(args.set)
+    print(options)
+
     def run(feeds: list[Feed], mode: PackOptions | None, stagger: float) -> Outcome:
-        return asyncio.run(simulate(model, feeds, args.slots, mode, costs, stagger))
+        return asyncio.run(simulate(model, feeds, args.slots, mode, costs, stagger, options=options, slowdown=args.slowdown))
 
     for n in args.streams:
         feeds = rotations(args.audio, n)

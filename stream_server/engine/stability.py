@@ -35,15 +35,26 @@ class LocalAgreement:
     def committed_end(self) -> float:
         return self.committed[-1].end if self.committed else 0.0
 
-    def update(self, hypothesis: list[Word], settled: Callable[[Word], bool] | None = None) -> list[Word]:
+    def update(
+        self,
+        hypothesis: list[Word],
+        settled: Callable[[Word], bool] | None = None,
+        sure: Callable[[Word], bool] | None = None,
+    ) -> list[Word]:
         """Take a new hypothesis; return the words it newly commits: those it agrees on with
-        the previous one, up to the first that is not yet settled."""
+        the previous one, up to the first that is not yet settled, then, if it disagreed with
+        none, those past the previous hypothesis that `sure` accepts from this decode alone."""
         new = self.unseen(hypothesis)
         agreed: list[Word] = []
         for previous, current in zip(self.tail, new):
             if normalise(previous.text) != normalise(current.text) or (settled and not settled(current)):
                 break
             agreed.append(current)
+        if sure is not None and len(agreed) == len(self.tail):
+            for current in new[len(agreed) :]:
+                if not sure(current):
+                    break
+                agreed.append(current)
         self.committed += agreed
         self.tail = new[len(agreed) :]
         return agreed

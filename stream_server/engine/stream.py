@@ -63,6 +63,12 @@ class StreamOptions:
     uncertain_margin_s: float = 3.0
     """A word the decoder gives less than `min_commit_probability` needs this much audio after
     it before it is committed: more context often corrects it ("asked not" -> "ask not what")."""
+    sure_probability: float | None = 0.95
+    sure_margin_s: float = 0.3
+    """A word that no earlier decode saw is committed from one decode if the decoder gives it at
+    least `sure_probability` and `sure_margin_s` of audio follows it (None: always wait for a
+    second decode to agree). On the virtual clock (1 stream, dev and tune feeds) commit p50 fell
+    0.1 s, WER the same or lower; at 0.75-0.9 or margins of 0.5-1.0 s WER rose."""
     cut_context_s: float = 1.0
     """At a cut while the speaker goes on (a finalize mid-speech), each side's decode also hears
     this much audio from the other side and keeps only its own words (the cut utterance those
@@ -407,7 +413,8 @@ class LiveTranscriber:
         if early:
             utterance.early_final = _FinalDecode(audio_start, samples, words)
         window_end = utterance.audio_end
-        self._commit(utterance.agreement.update(words, lambda word: self._settled(word, window_end)))
+        settled, sure = (lambda word: self._settled(word, window_end)), (lambda word: self._sure(word, window_end))
+        self._commit(utterance.agreement.update(words, settled, sure if self.options.sure_probability is not None else None))
         self._bound_window(utterance)
         self._publish_tail(utterance.agreement.tail)
 
@@ -417,6 +424,10 @@ class LiveTranscriber:
         options = self.options
         sure = word.probability >= options.min_commit_probability
         return word.end <= window_end - (options.commit_margin_s if sure else options.uncertain_margin_s)
+
+    def _sure(self, word: Word, window_end: float) -> bool:
+        options = self.options
+        return word.probability >= options.sure_probability and word.end <= window_end - options.sure_margin_s
 
     def _publish_tail(self, tail: list[Word]) -> None:
         if tail:

@@ -69,3 +69,20 @@ def test_an_agreed_word_waits_until_it_is_settled():
     committed = policy.update(words("a b c d"), settled=lambda w: w.end <= 1.0)
     assert [w.text for w in committed] == [" a", " b"]
     assert [w.text for w in policy.tail] == [" c", " d"]
+
+
+def test_a_sure_word_past_the_previous_hypothesis_commits_from_one_decode():
+    policy = LocalAgreement()
+    policy.update(words("ask not"))
+    hypothesis = words("ask not what your")
+    hypothesis[3] = Word(hypothesis[3].start, hypothesis[3].end, " your", 0.5)  # not sure
+    committed = policy.update(hypothesis, sure=lambda w: w.probability >= 0.9)
+    assert [w.text for w in committed] == [" ask", " not", " what"]
+    assert [w.text for w in policy.tail] == [" your"]
+
+
+def test_no_word_commits_from_one_decode_after_a_disagreement():
+    policy = LocalAgreement()
+    policy.update(words("ask not"))
+    committed = policy.update(words("asked not what"), sure=lambda w: True)
+    assert committed == []
