@@ -2,13 +2,17 @@
 or (split) a (channels, samples) array per piece with each channel kept apart.
 
 Raw PCM and G.711 are decoded chunk by chunk; containers (wav, ogg/opus, webm, mp3, flac)
-are read by FFmpeg on a worker thread from a pipe the upload feeds. A container FFmpeg cannot
-read from a pipe (mp4/m4a with its index at the end) is decoded whole when the upload ends.
+are read by FFmpeg on a worker thread from a pipe the upload feeds. Both ends are bounded:
+the upload is not read further while the pipe holds `PIPE_BYTES`, and FFmpeg's thread waits
+while `DECODED_DEPTH` of its pieces are not taken, so a container body that arrives faster than
+it is taken is held back by TCP, as a raw body is. A container FFmpeg cannot read from a pipe
+(mp4/m4a with its index at the end) is decoded whole when the upload ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import queue
 import threading
@@ -30,8 +34,11 @@ RAW_CODECS = {
     "alaw": "pcm_alaw",
 }
 """Raw encodings we accept, and the FFmpeg codec that reads each."""
-PIPE_DEPTH = 64
-"""Chunks queued towards FFmpeg before the upload reader waits (backpressure)."""
+PIPE_BYTES = 64 * 1024
+"""Upload bytes queued towards FFmpeg before the upload is not read further (2 s of 16 kHz
+PCM in a WAV, a minute of speech-rate Opus); one read larger than this still goes in alone."""
+DECODED_DEPTH = 16
+"""Decoded pieces (an FFmpeg frame each, tens of ms) not yet taken before FFmpeg's thread waits."""
 
 
 @dataclass(frozen=True)
@@ -124,31 +131,59 @@ async def raw_pcm(chunks: AsyncIterator[bytes], fmt: RawFormat, split: bool = Fa
 
 
 class _Pipe(io.RawIOBase):
-    """A blocking read end for FFmpeg; the event loop writes chunks, b"" marks the end."""
+    """A blocking read end for FFmpeg's thread; the event loop puts chunks in (`put` waits while
+    `PIPE_BYTES` are queued), and `end` marks the end."""
 
-    def __init__(self) -> None:
-        self.chunks: queue.Queue[bytes] = queue.Queue(PIPE_DEPTH)
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._chunks: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._queued = 0
+        """Bytes put and not yet read by FFmpeg (counted on the event loop only)."""
+        self._taken = asyncio.Event()
         self._buffer = b""
         self._ended = False
+
+    async def put(self, chunk: bytes) -> None:
+        while self._queued and self._queued + len(chunk) > PIPE_BYTES:
+            self._taken.clear()
+            await self._taken.wait()
+        self._queued += len(chunk)
+        self._chunks.put(chunk)
+
+    def end(self) -> None:
+        """The end mark; it never waits, so that a cancelled upload still ends FFmpeg's read."""
+        self._chunks.put(b"")
+
+    def _took(self, size: int) -> None:
+        self._queued -= size
+        self._taken.set()
+
+    def _report_taken(self, size: int) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits to put any more
+            self._loop.call_soon_threadsafe(self._took, size)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, target) -> int:  # type: ignore[override]
         while not self._buffer and not self._ended:
-            chunk = self.chunks.get()
+            chunk = self._chunks.get()
             self._ended = chunk == b""
             self._buffer = chunk
         size = min(len(target), len(self._buffer))
         target[:size] = self._buffer[:size]
         self._buffer = self._buffer[size:]
+        self._report_taken(size)  # counted as taken once FFmpeg has it, not while held here
         return size
 
     def drain(self) -> None:
-        """Take what the feeder still sends, up to its end mark, so that it never blocks on a
+        """Take what the feeder still sends, up to its end mark, so that it never waits on a
         full pipe once FFmpeg stops reading (at the end, or early on an error)."""
+        self._report_taken(len(self._buffer))
         while not self._ended:
-            self._ended = self.chunks.get() == b""
+            chunk = self._chunks.get()
+            self._ended = chunk == b""
+            self._report_taken(len(chunk))
 
 
 def _frames(container: av.container.InputContainer, stream: av.AudioStream) -> Iterator[av.AudioFrame]:
@@ -167,9 +202,21 @@ async def container_pcm(
     """Decode a container while it uploads; fall back to decoding it whole if FFmpeg needs to seek."""
     loop = asyncio.get_running_loop()
     out: asyncio.Queue[np.ndarray | BaseException | None] = asyncio.Queue()
-    pipe = _Pipe()
+    room = threading.Semaphore(DECODED_DEPTH)
+    """Places for decoded pieces in `out`: FFmpeg's thread waits for one before each piece."""
+    stopped = threading.Event()
+    """Set when the consumer stops early: a waiting thread then ends instead of decoding on."""
+    pipe = _Pipe(loop)
     streamed = threading.Event()
     """Set once FFmpeg produced audio: from then on the upload is not kept for a fallback."""
+
+    def hand_on(pcm: np.ndarray) -> bool:
+        """Put a piece in `out` once it has a place; False if the consumer stopped meanwhile."""
+        room.acquire()
+        if stopped.is_set():
+            return False
+        loop.call_soon_threadsafe(out.put_nowait, pcm)
+        return True
 
     def decode_in_thread() -> None:
         to_16k = _To16k(split)
@@ -180,9 +227,10 @@ async def container_pcm(
                     pcm = to_16k(frame)
                     if pcm.shape[-1]:
                         streamed.set()
-                        loop.call_soon_threadsafe(out.put_nowait, pcm)
-            loop.call_soon_threadsafe(out.put_nowait, to_16k(None))
-            loop.call_soon_threadsafe(out.put_nowait, None)
+                        if not hand_on(pcm):
+                            return
+            if hand_on(to_16k(None)):
+                loop.call_soon_threadsafe(out.put_nowait, None)
         except BaseException as exc:  # handed to the event loop, which decides
             loop.call_soon_threadsafe(out.put_nowait, exc)
         finally:
@@ -197,9 +245,9 @@ async def container_pcm(
                     kept.extend(chunk)
                     if len(kept) > max_buffer_bytes:
                         raise PayloadTooLarge("the upload is larger than the limit", param="file")
-                await loop.run_in_executor(None, pipe.chunks.put, chunk)
+                await pipe.put(chunk)
         finally:
-            await loop.run_in_executor(None, pipe.chunks.put, b"")
+            pipe.end()
 
     thread = threading.Thread(target=decode_in_thread, name="container-decode", daemon=True)
     thread.start()
@@ -216,11 +264,13 @@ async def container_pcm(
                 decode = decode_channels if split else decode_file
                 yield await loop.run_in_executor(None, decode, bytes(kept), filename)
                 return
+            room.release()
             if item.shape[-1]:
                 yield item
         await feeder
     finally:
+        stopped.set()
+        room.release()  # a thread waiting for a place wakes, and ends
         if not feeder.done():
             feeder.cancel()
-            pipe.chunks.put_nowait(b"") if not pipe.chunks.full() else None
-
+            pipe.end()  # FFmpeg's read ends even if the feeder is cancelled before it first ran

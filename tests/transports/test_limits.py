@@ -1,7 +1,7 @@
 """The bounds on what one client may hold or send, one test (at least) per bound, through the
 real server: requests open per key and per address, failed key checks per address, the
 WebSocket message rate (ours and Twilio's), the session log, the sessions kept, a slow SSE
-reader, a live body's undecoded audio. Waits are bounded hang guards, never timing assertions."""
+reader, a live body's undecoded audio (raw or a container). Waits are bounded hang guards, never timing assertions."""
 
 from __future__ import annotations
 
@@ -17,12 +17,15 @@ from aiohttp import WSMsgType, WSServerHandshakeError
 
 from stream_server.app import create_app
 from stream_server.audio import SAMPLE_RATE
+from stream_server.audio.live import PIPE_BYTES
+from stream_server.audio.wav import wav_bytes
 from stream_server.events import TextPartial
 from stream_server.transports.live import sse_api
 from stream_server.transports.appkeys import SESSIONS
 from stream_server.transports.live.audio_inbox import BODY_SLICE_S, MAX_DECODER_BACKLOG_S, AudioInbox
 from stream_server.transports.limits import LIMITS, FailedAuth, MessageRate
 from stream_server.transports.live.live_run import LIVE_RUNS
+from stream_server.transports.rest import openai_api
 from tests.live_helpers import RAW_S16LE, PacedUpload, of_type, pcm16k, read_sse, s16le
 from tests.speech import reference, wer
 from tests.transports.test_twilio_api import media, start
@@ -31,6 +34,8 @@ BOUND_S = 60
 """Hang guard for each wait below."""
 VAD_RELEASE_S = 4.0
 """More than the VAD holds back (look-back, hangover) before handing an utterance's audio on."""
+WAV_BYTES_PER_S = 2 * SAMPLE_RATE
+"""A 16 kHz s16 mono WAV's data."""
 K1, K2 = {"Authorization": "Bearer k1"}, {"Authorization": "Bearer k2"}
 
 
@@ -269,5 +274,54 @@ async def test_a_live_body_sent_faster_than_it_is_decoded_is_read_only_as_the_de
     # the decoder's own backlog is paced too: it may pass the pacing mark by the slice handed on
     # last and the audio the VAD held back and hands on at once when an utterance closes
     assert max(backlog) <= MAX_DECODER_BACKLOG_S + BODY_SLICE_S + VAD_RELEASE_S
+    text = of_type(events, "transcript.text.done")[0]["text"]
+    assert wer(" ".join(reference(name) for name in names), text) < 0.1, text
+
+
+async def test_a_container_body_sent_faster_than_it_is_decoded_is_read_only_as_the_decoder_takes_it(
+    make_client, monkeypatch
+):
+    """A chunked WAV body goes through FFmpeg before the inbox: once the inbox holds its bound,
+    FFmpeg's thread waits and the body is not read past the pipe's bytes, so the server holds
+    no more of the body than the bound, the pipe and the read in hand; every word arrives. The
+    speech comes first and a long pause after it: read whole, the body would be far ahead."""
+    read, appended = [0], [0.0]
+    reads: list[int] = []
+    ahead: list[float] = []
+    """Seconds of the body read but not yet in the inbox, at each piece put in."""
+
+    class Recorded(AudioInbox):
+        def _append(self, pcm) -> None:
+            super()._append(pcm)
+            appended[0] += pcm.shape[-1] / SAMPLE_RATE
+            ahead.append(read[0] / WAV_BYTES_PER_S - appended[0])
+
+    async def counted(request, idle_timeout):
+        async for chunk in body_chunks(request, idle_timeout):
+            read[0] += len(chunk)
+            reads.append(len(chunk))
+            yield chunk
+
+    body_chunks = openai_api.body_chunks
+    monkeypatch.setattr(sse_api, "AudioInbox", Recorded)
+    monkeypatch.setattr(openai_api, "body_chunks", counted)
+    client = await make_client(stream_max_queue_s=3.0)
+    names = ("en_jfk_16k.wav", "en_ls_1995-1837-0001.wav", "en_librivox_sense_and_sensibility_01-0870.wav")
+    pause = np.zeros(SAMPLE_RATE, np.float32)
+    speech = [part for name in names for part in (pcm16k(name), pause)]
+    data = wav_bytes(np.concatenate([*speech, np.zeros(90 * SAMPLE_RATE, np.float32)]))
+
+    async def at_once():
+        for offset in range(0, len(data), 3200):
+            yield data[offset : offset + 3200]
+
+    async with asyncio.timeout(BOUND_S * 3):
+        response = await client.post("/v1/audio/transcriptions?stream=true", data=at_once(), headers={"Content-Type": "audio/wav"})
+        events = await read_sse(response)
+    # past the inbox's bound: the pipe (or the one read it holds), the read in hand, FFmpeg's
+    # own buffer and pieces (a loopback upload comes in large reads)
+    held_s = 3.0 + (max(PIPE_BYTES, max(reads)) + max(reads)) / WAV_BYTES_PER_S + 2.0
+    assert len(data) / WAV_BYTES_PER_S > held_s + 30  # read whole, it would be far past the bound
+    assert max(ahead) <= held_s, (max(ahead), max(reads))
     text = of_type(events, "transcript.text.done")[0]["text"]
     assert wer(" ".join(reference(name) for name in names), text) < 0.1, text

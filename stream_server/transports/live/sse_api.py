@@ -86,6 +86,7 @@ async def respond_live(
             with contextlib.suppress(asyncio.CancelledError):
                 await reading
         await end_live_run(request.app, run)
+        await pcm.aclose()  # a body held back mid-read: its decoding (FFmpeg's thread) stops now
 
 
 def _read_into(inbox: AudioInbox, audio: AsyncIterator[np.ndarray], run: LiveRun) -> asyncio.Task:
