@@ -32,6 +32,10 @@ RAW_CODECS = {
 """Raw encodings we accept, and the FFmpeg codec that reads each."""
 PIPE_DEPTH = 64
 """Chunks queued towards FFmpeg before the upload reader waits (backpressure)."""
+BATCH_SAMPLES = SAMPLE_RATE
+"""While the upload is ahead of FFmpeg (a file sent whole), decoded audio is handed to the event
+loop in pieces up to this long rather than frame by frame (a 140 s WAV is 2186 frames, and
+handing each over cost more than decoding it); when a read would wait, what is decoded goes at once."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,25 @@ async def raw_pcm(chunks: AsyncIterator[bytes], fmt: RawFormat, split: bool = Fa
         yield tail
 
 
+class _Batch:
+    """Decoded pieces not handed to the event loop yet."""
+
+    def __init__(self) -> None:
+        self._pieces: list[np.ndarray] = []
+        self.samples = 0
+
+    def add(self, pcm: np.ndarray) -> None:
+        if pcm.shape[-1]:
+            self._pieces.append(pcm)
+            self.samples += pcm.shape[-1]
+
+    def take(self) -> np.ndarray:
+        """The pieces joined (at least one), and the batch emptied."""
+        pcm = np.concatenate(self._pieces, axis=-1) if len(self._pieces) > 1 else self._pieces[0]
+        self._pieces, self.samples = [], 0
+        return pcm
+
+
 class _Pipe(io.RawIOBase):
     """A blocking read end for FFmpeg; the event loop writes chunks, b"" marks the end."""
 
@@ -143,6 +166,10 @@ class _Pipe(io.RawIOBase):
         target[:size] = self._buffer[:size]
         self._buffer = self._buffer[size:]
         return size
+
+    def holds_more(self) -> bool:
+        """Whether a read now would return at once (the upload is ahead of FFmpeg)."""
+        return bool(self._buffer) or self._ended or not self.chunks.empty()
 
     def drain(self) -> None:
         """Take what the feeder still sends, up to its end mark, so that it never blocks on a
@@ -172,18 +199,23 @@ async def container_pcm(
     """Set once FFmpeg produced audio: from then on the upload is not kept for a fallback."""
 
     def decode_in_thread() -> None:
-        to_16k = _To16k(split)
+        to_16k, decoded = _To16k(split), _Batch()
         try:
             with av.open(pipe, mode="r") as container:
                 stream = container.streams.audio[0]
                 for frame in _frames(container, stream):
-                    pcm = to_16k(frame)
-                    if pcm.shape[-1]:
+                    decoded.add(to_16k(frame))
+                    if decoded.samples:
                         streamed.set()
-                        loop.call_soon_threadsafe(out.put_nowait, pcm)
-            loop.call_soon_threadsafe(out.put_nowait, to_16k(None))
+                    if decoded.samples >= BATCH_SAMPLES or (decoded.samples and not pipe.holds_more()):
+                        loop.call_soon_threadsafe(out.put_nowait, decoded.take())
+            decoded.add(to_16k(None))
+            if decoded.samples:
+                loop.call_soon_threadsafe(out.put_nowait, decoded.take())
             loop.call_soon_threadsafe(out.put_nowait, None)
         except BaseException as exc:  # handed to the event loop, which decides
+            if decoded.samples:  # what was decoded before it broke off
+                loop.call_soon_threadsafe(out.put_nowait, decoded.take())
             loop.call_soon_threadsafe(out.put_nowait, exc)
         finally:
             pipe.drain()
