@@ -38,7 +38,11 @@ PIPE_BYTES = 64 * 1024
 """Upload bytes queued towards FFmpeg before the upload is not read further (2 s of 16 kHz
 PCM in a WAV, a minute of speech-rate Opus); one read larger than this still goes in alone."""
 DECODED_DEPTH = 16
-"""Decoded pieces (an FFmpeg frame each, tens of ms) not yet taken before FFmpeg's thread waits."""
+"""Decoded pieces (up to BATCH_SAMPLES each) not yet taken before FFmpeg's thread waits."""
+BATCH_SAMPLES = SAMPLE_RATE
+"""While the upload is ahead of FFmpeg (a file sent whole), decoded audio is handed to the event
+loop in pieces up to this long rather than frame by frame (a 140 s WAV is 2186 frames, and
+handing each over cost more than decoding it); when a read would wait, what is decoded goes at once."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,25 @@ async def raw_pcm(chunks: AsyncIterator[bytes], fmt: RawFormat, split: bool = Fa
         yield tail
 
 
+class _Batch:
+    """Decoded pieces not handed to the event loop yet."""
+
+    def __init__(self) -> None:
+        self._pieces: list[np.ndarray] = []
+        self.samples = 0
+
+    def add(self, pcm: np.ndarray) -> None:
+        if pcm.shape[-1]:
+            self._pieces.append(pcm)
+            self.samples += pcm.shape[-1]
+
+    def take(self) -> np.ndarray:
+        """The pieces joined (at least one), and the batch emptied."""
+        pcm = np.concatenate(self._pieces, axis=-1) if len(self._pieces) > 1 else self._pieces[0]
+        self._pieces, self.samples = [], 0
+        return pcm
+
+
 class _Pipe(io.RawIOBase):
     """A blocking read end for FFmpeg's thread; the event loop puts chunks in (`put` waits while
     `PIPE_BYTES` are queued), and `end` marks the end."""
@@ -176,6 +199,10 @@ class _Pipe(io.RawIOBase):
         self._report_taken(size)  # counted as taken once FFmpeg has it, not while held here
         return size
 
+    def holds_more(self) -> bool:
+        """Whether a read now would return at once (the upload is ahead of FFmpeg)."""
+        return bool(self._buffer) or self._ended or not self._chunks.empty()
+
     def drain(self) -> None:
         """Take what the feeder still sends, up to its end mark, so that it never waits on a
         full pipe once FFmpeg stops reading (at the end, or early on an error)."""
@@ -219,19 +246,23 @@ async def container_pcm(
         return True
 
     def decode_in_thread() -> None:
-        to_16k = _To16k(split)
+        to_16k, decoded = _To16k(split), _Batch()
         try:
             with av.open(pipe, mode="r") as container:
                 stream = container.streams.audio[0]
                 for frame in _frames(container, stream):
-                    pcm = to_16k(frame)
-                    if pcm.shape[-1]:
+                    decoded.add(to_16k(frame))
+                    if decoded.samples:
                         streamed.set()
-                        if not hand_on(pcm):
+                    if decoded.samples >= BATCH_SAMPLES or (decoded.samples and not pipe.holds_more()):
+                        if not hand_on(decoded.take()):
                             return
-            if hand_on(to_16k(None)):
+            decoded.add(to_16k(None))
+            if not decoded.samples or hand_on(decoded.take()):
                 loop.call_soon_threadsafe(out.put_nowait, None)
         except BaseException as exc:  # handed to the event loop, which decides
+            if decoded.samples:  # what was decoded before it broke off
+                loop.call_soon_threadsafe(out.put_nowait, decoded.take())
             loop.call_soon_threadsafe(out.put_nowait, exc)
         finally:
             pipe.drain()

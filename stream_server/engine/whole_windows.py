@@ -77,11 +77,15 @@ class WholeWindowTranscriber:
         self._user_prompt = prompt
         self._context = context
         """Committed text the next window's prompt ends with."""
-        self._audio = np.zeros(0, np.float32)
-        """Audio not decoded for good yet, from stream time `_start`."""
+        self._pieces: list[np.ndarray] = []
+        """Audio not decoded for good yet, from stream time `_start`, as pushed: an upload
+        arrives in thousands of pieces, and joining each onto the rest copied the whole file
+        each time (2.2 s for a 140 s file, growing with the square of its length)."""
+        self._samples = 0
+        """Samples in `_pieces`."""
         self._start = 0.0
         self._final_samples = 0
-        """Samples at the head of `_audio` to decode to their end (a finalize, the stream's end)."""
+        """Samples at the head of the audio to decode to their end (a finalize, the stream's end)."""
         self._waiting_since: float | None = None
         self._decoded_until = 0.0
         """Stream time up to which audio went to the decoder: speech_seconds counts it once."""
@@ -104,24 +108,25 @@ class WholeWindowTranscriber:
     @property
     def backlog_seconds(self) -> float:
         """Audio waiting beyond the window being filled or decoded."""
-        return max(0.0, len(self._audio) / SAMPLE_RATE - WINDOW_S)
+        return max(0.0, self._samples / SAMPLE_RATE - WINDOW_S)
 
     def undecoded(self) -> tuple[float, np.ndarray]:
         """Where the audio no kept word covers starts, and that audio: what a policy taking
         the stream over goes on from (after `drain`)."""
-        return self._start, self._audio
+        return self._start, self._audio()
 
     def push(self, pcm: np.ndarray) -> None:
         self.received_seconds += len(pcm) / SAMPLE_RATE
-        self._audio = np.concatenate([self._audio, pcm.astype(np.float32, copy=False)])
+        self._pieces.append(pcm.astype(np.float32, copy=False))
+        self._samples += len(pcm)
         self._waiting_since = self._waiting_since or time.monotonic()
-        if len(self._audio) > MAX_FILE_S * SAMPLE_RATE:
+        if self._samples > MAX_FILE_S * SAMPLE_RATE:
             self._file_decode = None
         self._worker.kick()
 
     def finalize_utterance(self) -> None:
         """Decode everything received so far to its end now, without waiting for a whole window."""
-        self._final_samples = len(self._audio)
+        self._final_samples = self._samples
         self._worker.kick()
 
     async def finish(self) -> None:
@@ -137,7 +142,7 @@ class WholeWindowTranscriber:
         await self._worker.cancel()
 
     def _due(self) -> bool:
-        whole_window = self._file_decode is None and len(self._audio) >= WINDOW_S * SAMPLE_RATE
+        whole_window = self._file_decode is None and self._samples >= WINDOW_S * SAMPLE_RATE
         return self._final_samples > 0 or whole_window
 
     def _failed(self, exc: Exception) -> None:
@@ -147,7 +152,7 @@ class WholeWindowTranscriber:
         whole = int(WINDOW_S * SAMPLE_RATE)
         final = 0 < self._final_samples <= whole or self._file_decode is not None
         samples = self._final_samples if final else whole
-        audio, start = self._audio[:samples], self._start
+        audio, start = self._audio()[:samples], self._start
         end = start + samples / SAMPLE_RATE
         prompt = " ".join(p for p in (self._user_prompt, self._context[-PROMPT_CHARS:]) if p) or None
         deadline = self._waiting_since or time.monotonic()
@@ -163,9 +168,16 @@ class WholeWindowTranscriber:
         self.speech_seconds += max(0.0, end - max(start, self._decoded_until))
         self._decoded_until = max(self._decoded_until, end)
         drop = min(samples, max(0, round((resume - start) * SAMPLE_RATE)))
-        self._audio, self._start = self._audio[drop:], start + drop / SAMPLE_RATE
+        rest = self._audio()[drop:]
+        self._pieces, self._samples, self._start = [rest] if len(rest) else [], len(rest), start + drop / SAMPLE_RATE
         self._final_samples = max(0, self._final_samples - drop)
-        self._waiting_since = time.monotonic() if len(self._audio) else None
+        self._waiting_since = time.monotonic() if self._samples else None
+
+    def _audio(self) -> np.ndarray:
+        """The audio not decoded for good yet, joined into one array (kept so)."""
+        if len(self._pieces) != 1:
+            self._pieces = [np.concatenate(self._pieces) if self._pieces else np.zeros(0, np.float32)]
+        return self._pieces[0]
 
     def _commit(self, segment: Segment, words: list[Word]) -> None:
         words = without_overlap(words, self._committed)  # the window starts at a kept word's end
