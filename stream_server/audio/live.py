@@ -39,10 +39,11 @@ PIPE_BYTES = 64 * 1024
 PCM in a WAV, a minute of speech-rate Opus); one read larger than this still goes in alone."""
 DECODED_DEPTH = 16
 """Decoded pieces (up to BATCH_SAMPLES each) not yet taken before FFmpeg's thread waits."""
-BATCH_SAMPLES = SAMPLE_RATE
+BATCH_SAMPLES = SAMPLE_RATE // 4
 """While the upload is ahead of FFmpeg (a file sent whole), decoded audio is handed to the event
 loop in pieces up to this long rather than frame by frame (a 140 s WAV is 2186 frames, and
-handing each over cost more than decoding it); when a read would wait, what is decoded goes at once."""
+handing each over cost more than decoding it); when a read would wait, what is decoded goes at
+once. Short enough that DECODED_DEPTH pieces hold at most 4 s."""
 
 
 @dataclass(frozen=True)
