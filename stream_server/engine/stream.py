@@ -413,8 +413,9 @@ class LiveTranscriber:
         if early:
             utterance.early_final = _FinalDecode(audio_start, samples, words)
         window_end = utterance.audio_end
-        settled, sure = (lambda word: self._settled(word, window_end)), (lambda word: self._sure(word, window_end))
-        self._commit(utterance.agreement.update(words, settled, sure if self.options.sure_probability is not None else None))
+        settled = lambda word: self._settled(word, window_end)  # noqa: E731
+        sure = (lambda word: self._sure(word, window_end)) if self.options.sure_probability is not None else None
+        self._commit(utterance.agreement.update(words, settled, sure))
         self._bound_window(utterance)
         self._publish_tail(utterance.agreement.tail)
 
