@@ -231,11 +231,16 @@ class LiveTranscriber:
     @property
     def backlog_seconds(self) -> float:
         """Speech received but not yet decoded where a decode is due: how far decoding lags
-        behind the audio (without partial decodes, the open utterance waits for its end)."""
+        behind the audio. The open utterance counts only while a decode runs or one of it is
+        due: without partial decodes, or in the first silence of a pause, it waits for more
+        audio, and a source paced by this backlog must not hold that audio back."""
         closed = sum(len(u.audio) for u in self._closed) / SAMPLE_RATE
-        if self._open is None or not self.options.partial_decodes:
+        utterance = self._open
+        if utterance is None or not self.options.partial_decodes:
             return closed
-        return closed + self._open.undecoded_seconds()
+        if not (self.decoding or self._partial_due(utterance)):
+            return closed
+        return closed + utterance.undecoded_seconds()
 
     @property
     def decoding(self) -> bool:
