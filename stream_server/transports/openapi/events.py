@@ -82,6 +82,7 @@ SCHEMAS = {
                 },
                 ("text", "usage"),
             ),
+            _event("session.lag", {"behind": {"type": "boolean"}, "lag_s": NUMBER}, ("behind", "lag_s")),
             ref("ErrorEvent"),
         ]
     },
