@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.cluster import Replica, start_replica
-from scripts.services import fresh_database
+from scripts.cluster import HAPROXY_CONFIG, Replica, haproxy_env, start_replica
+from scripts.services import free_port, fresh_database, haproxy_server
 
 LEASE_S = 6.0
 """Long enough that a replica starved of CPU by a loaded machine still renews its places in time."""
@@ -60,3 +60,10 @@ def replica(shared: Shared) -> Iterator[Callable[[str], Replica]]:
 def replicas(replica) -> tuple[Replica, Replica]:
     """Two replicas, A and B, started one after the other (the second finds the model cache made)."""
     return replica("a"), replica("b")
+
+
+@pytest.fixture(scope="module")
+def balancer(replicas: tuple[Replica, Replica]) -> Iterator[str]:
+    port = free_port()
+    with haproxy_server(HAPROXY_CONFIG, haproxy_env(port, *replicas), port):
+        yield f"http://127.0.0.1:{port}"
