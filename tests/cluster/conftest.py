@@ -1,5 +1,9 @@
 """Replicas as real server processes on loopback, sharing one PostgreSQL database, one Redis
-and one blob directory (scripts/cluster.py starts them, scripts/services.py the servers)."""
+and one blob directory (scripts/cluster.py starts them, scripts/services.py the servers).
+
+The database, the replicas A and B and the balancer in front of them serve the whole package
+(each replica costs a process start and a model load). The SIGTERM test stops one of A and B:
+it is in test_stopped_replica.py, the package's last file in pytest's (alphabetical) order."""
 
 from __future__ import annotations
 
@@ -10,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.cluster import Replica, start_replica
-from scripts.services import fresh_database
+from scripts.cluster import HAPROXY_CONFIG, Replica, haproxy_env, start_replica
+from scripts.services import free_port, fresh_database, haproxy_server
 
 LEASE_S = 6.0
 """Long enough that a replica starved of CPU by a loaded machine still renews its places in time."""
@@ -37,12 +41,12 @@ class Shared:
     root: Path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def shared(postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Shared:
     return Shared(asyncio.run(fresh_database(postgres_url)), redis_url, tmp_path_factory.mktemp("cluster"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def replica(shared: Shared) -> Iterator[Callable[[str], Replica]]:
     """Starts a replica named `name` on the shared servers; every one is stopped afterwards."""
     started: list[Replica] = []
@@ -56,7 +60,14 @@ def replica(shared: Shared) -> Iterator[Callable[[str], Replica]]:
         one.stop(30)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def replicas(replica) -> tuple[Replica, Replica]:
     """Two replicas, A and B, started one after the other (the second finds the model cache made)."""
     return replica("a"), replica("b")
+
+
+@pytest.fixture(scope="package")
+def balancer(replicas: tuple[Replica, Replica]) -> Iterator[str]:
+    port = free_port()
+    with haproxy_server(HAPROXY_CONFIG, haproxy_env(port, *replicas), port):
+        yield f"http://127.0.0.1:{port}"

@@ -131,11 +131,19 @@ async def stream_at_pace(client, pcm: np.ndarray, finalize_at: tuple[float, ...]
 
 
 FINALIZE_CLIPS = {"jfk": lambda: (speech(), reference(JFK)), "continuous": continuous_speech}
-_unfinalized_errors: dict[str, tuple[int, int, int]] = {}
+_unfinalized: dict[str, list[dict]] = {}
+"""Each clip's run without a finalize (its events), streamed once for the tests that need it."""
 RUN_TO_RUN_WORDS = 1
 """Real-time runs of the same audio decode different windows, so one may misrecognise a word
 another gets right ("its" for "his" 10 s from any cut): the allowance for that, on top of the
 errors of the run without a finalize. Lost words have no allowance."""
+
+
+async def unfinalized(client, clip: str) -> list[dict]:
+    """The clip streamed at pace without a finalize, on the first test's client that asks."""
+    if clip not in _unfinalized:
+        _unfinalized[clip] = await stream_at_pace(client, FINALIZE_CLIPS[clip]()[0])
+    return _unfinalized[clip]
 
 
 @pytest.mark.parametrize("clip", FINALIZE_CLIPS)
@@ -145,20 +153,18 @@ async def test_a_finalize_mid_speech_loses_no_word(client, clip: str, at: float)
     real time, with speech going on after the cut, no word is lost and the text is as good as
     with no finalize."""
     pcm, reference_text = FINALIZE_CLIPS[clip]()
-    if clip not in _unfinalized_errors:
-        _unfinalized_errors[clip] = word_errors(reference_text, (await stream_at_pace(client, pcm))[-1]["text"])
+    before = word_errors(reference_text, (await unfinalized(client, clip))[-1]["text"])
     events = await stream_at_pace(client, pcm, (at,))
     assert events[-1]["type"] == "transcript.text.done"
     utterances = [e for e in events if e["type"] == "transcript.utterance.done"]
-    errors, before = word_errors(reference_text, events[-1]["text"]), _unfinalized_errors[clip]
+    errors = word_errors(reference_text, events[-1]["text"])
     shown = [(u["start"], u["end"], u["text"]) for u in utterances]
     assert errors[1] <= before[1], ("words lost", errors, before, shown)
     assert sum(errors) <= sum(before) + RUN_TO_RUN_WORDS, (errors, before, shown)
 
 
 async def test_partials_are_on_by_default(client) -> None:
-    pcm, _ = continuous_speech()  # 15.7 s with no pause: partials come even on a busy machine
-    events = await stream_at_pace(client, pcm)
+    events = await unfinalized(client, "continuous")  # 15.7 s with no pause: partials come even on a busy machine
     assert "transcript.text.partial" in {e["type"] for e in events}
 
 
