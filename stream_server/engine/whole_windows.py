@@ -199,8 +199,9 @@ class WholeWindowTranscriber:
 
 
 def _words(segment: Segment, offset: float) -> list[Word]:
-    """The segment's words on the stream's clock; punctuation alone is not a word."""
-    return [w.later(offset) for w in segment.words if normalise(w.text)]
+    """The segment's words on the stream's clock, spread over it when it was decoded without
+    word timestamps; punctuation alone is not a word."""
+    return [w.later(offset) for w in segment.words or segment.spread_words() if normalise(w.text)]
 
 
 def _kept(spoken: list[tuple[Segment, list[Word]]], end: float, final: bool) -> tuple[list[tuple[Segment, list[Word]]], float]:
