@@ -65,6 +65,14 @@ def whole_window_options(language: str | None, prompt: str | None) -> Transcribe
     return TranscribeOptions(language=language, prompt=prompt, word_timestamps=True)
 
 
+def file_options(language: str | None, prompt: str | None) -> TranscribeOptions:
+    """A whole file posted with `stream`: the options of the same request without it, so that its
+    text is that request's. No word timestamps: they move faster-whisper's seek, so the text
+    would be another, and they cost each window; the deltas' word times are spread over each
+    segment (Segment.spread_words)."""
+    return TranscribeOptions(language=language, prompt=prompt)
+
+
 class StreamDecoders(NamedTuple):
     live: WindowDecoder
     """Live windows: partials and utterance finals (engine/stream.py)."""
@@ -133,7 +141,7 @@ class TranscriptionService:
                 loop.call_soon_threadsafe(on_segment, segment)
 
             try:
-                return await run(audio, whole_window_options(pinned, prompt), deadline, heard, priority=BATCH)
+                return await run(audio, file_options(pinned, prompt), deadline, heard, priority=BATCH)
             except asyncio.CancelledError:
                 abandoned.set()
                 raise

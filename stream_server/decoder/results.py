@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, replace
 
 
@@ -30,6 +32,22 @@ class Segment:
     compression_ratio: float
     no_speech_prob: float
     words: tuple[Word, ...] = ()
+
+    def spread_words(self) -> tuple[Word, ...]:
+        """The segment's words as its text splits them (each with its leading space), their
+        times estimates: the segment's span shared out by the words' lengths, each word's
+        probability the segment's mean token probability. For a decode without word timestamps,
+        which places its windows as a file's decode does (word timestamps move Whisper's seek)."""
+        texts = re.findall(r"\s*\S+", self.text)
+        lengths = [len(t.strip()) for t in texts]
+        per_char = (self.end - self.start) / max(sum(lengths), 1)
+        probability = min(1.0, math.exp(self.avg_logprob))
+        words, start = [], self.start
+        for text, length in zip(texts, lengths):
+            end = start + length * per_char
+            words.append(Word(round(start, 3), round(end, 3), text, probability))
+            start = end
+        return tuple(words)
 
     def later(self, seconds: float) -> Segment:
         """The segment timed from `seconds` earlier: a decode of audio cut from a longer recording."""

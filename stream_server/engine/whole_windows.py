@@ -157,7 +157,7 @@ class WholeWindowTranscriber:
         prompt = " ".join(p for p in (self._user_prompt, self._context[-PROMPT_CHARS:]) if p) or None
         deadline = self._waiting_since or time.monotonic()
         if self._file_decode is not None:  # each segment is committed as soon as it is decoded
-            result = await self._file_decode(audio, prompt, lambda s: self._commit(s, _words(s, start)), deadline=deadline)
+            result = await self._file_decode(audio, prompt, lambda s: self._commit(s, _words(s, start), in_file=True), deadline=deadline)
             resume = end
         else:
             result = await self._decode(audio, prompt, final=True, deadline=deadline)
@@ -179,7 +179,8 @@ class WholeWindowTranscriber:
             self._pieces = [np.concatenate(self._pieces) if self._pieces else np.zeros(0, np.float32)]
         return self._pieces[0]
 
-    def _commit(self, segment: Segment, words: list[Word]) -> None:
+    def _commit(self, segment: Segment, words: list[Word], in_file: bool = False) -> None:
+        """`in_file`: a segment of a file's decode, after which nothing decodes its words again."""
         words = without_overlap(words, self._committed)  # the window starts at a kept word's end
         if not words:
             return
@@ -187,7 +188,9 @@ class WholeWindowTranscriber:
         if not self._text:
             delta = delta.lstrip()
         self._text += delta
-        self._committed = [*self._committed, *words][-8:]
+        # a file's next segment follows this one: a word it repeats was said again ("go forward
+        # ten meters" twice over lost its second time, 5.55 % WER against 5.26 % as a file)
+        self._committed = [] if in_file else [*self._committed, *words][-8:]
         start, end = words[0].start, words[-1].end
         text = "".join(w.text for w in words).strip()
         self._context = "" if segment.temperature > PROMPT_RESET_TEMPERATURE else f"{self._context} {text}".strip()
@@ -199,8 +202,9 @@ class WholeWindowTranscriber:
 
 
 def _words(segment: Segment, offset: float) -> list[Word]:
-    """The segment's words on the stream's clock; punctuation alone is not a word."""
-    return [w.later(offset) for w in segment.words if normalise(w.text)]
+    """The segment's words on the stream's clock, spread over it when it was decoded without
+    word timestamps; punctuation alone is not a word."""
+    return [w.later(offset) for w in segment.words or segment.spread_words() if normalise(w.text)]
 
 
 def _kept(spoken: list[tuple[Segment, list[Word]]], end: float, final: bool) -> tuple[list[tuple[Segment, list[Word]]], float]:

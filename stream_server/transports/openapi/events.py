@@ -67,7 +67,12 @@ SCHEMAS = {
                     "text": TEXT,
                     "start": NUMBER,
                     "end": NUMBER,
-                    "words": {"type": "array", "items": WORD},
+                    "words": {
+                        "type": "array",
+                        "items": WORD,
+                        "description": "Timed by the decoder; for a whole file posted with stream=true, "
+                        "estimates: the segment's span shared out by the words' lengths.",
+                    },
                 },
                 ("utterance_id", "text", "start", "end"),
             ),
