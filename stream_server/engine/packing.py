@@ -141,6 +141,9 @@ def decode_packed(transcribe: Transcribe, windows: Sequence[Window], options: Pa
             lead,
             prompt=lead.prompt if options.prompt else None,
             max_new_tokens=min(sum(caps), MAX_PACK_TOKENS) if all(caps) else MAX_PACK_TOKENS,
+            # a pass that ends early goes on from its last word: alone, a window's tail after it
+            # is mostly a breath, but here it may hold the next pieces, which one pass would drop
+            one_window=False,
         ),
     )
     return split(result, layout, [result.prompt_tokens] + [0] * (len(windows) - 1))

@@ -144,3 +144,19 @@ def test_silence_in_one_stream_adds_nothing_to_the_other(speech_model):
         assert results[1 - speech].words == ()
         packed, solo = words_of(results[speech]), words_of(alone)
         assert len(packed) == len(solo) and sum(a != b for a, b in zip(packed, solo)) <= 1  # "suit in/and greasy"
+
+
+def test_a_packed_call_may_go_on_past_its_first_pass():
+    """A live window alone stops after one encoder pass (its tail past the last word is mostly
+    a breath); a packed call must not: what follows its first pass's last word may be the next
+    pieces, whose words one pass would drop."""
+    asked = []
+
+    def transcribe(audio, options):
+        asked.append(options)
+        return Transcription("en", len(audio) / SAMPLE_RATE, ())
+
+    windows = [partial_window(tone(3.0)), partial_window(tone(4.0))]
+    assert all(w.options.one_window for w in windows)
+    decode_packed(transcribe, windows, PackOptions())
+    assert [o.one_window for o in asked] == [False]
