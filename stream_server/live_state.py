@@ -154,6 +154,7 @@ class RedisLiveState:
     def publish(self, session: LiveSession, serialise: Callable[[Event], dict]) -> None:
         """Register the session and mirror its events (`serialise`: each one's wire JSON) into
         its shared log, in the background, in order, until it ends."""
+        session.mirror_to(-1)  # its followers wait for the log from the first event on
         task = asyncio.create_task(self._mirror(session, serialise))
         self._mirrors.add(task)
         task.add_done_callback(self._mirrors.discard)
@@ -173,8 +174,9 @@ class RedisLiveState:
                 "text": "",
                 "next_seq": 0,
             })
-            async for event in session.follow():
+            async for event in session.follow(unmirrored=True):
                 if isinstance(event, EventsDropped):  # this mirror fell behind the local log
+                    session.mirror_to(event.seq)
                     continue
                 ended = isinstance(event, TERMINAL_EVENTS)
                 fields = {"e": json.dumps(serialise(event))} | ({"end": "1"} if ended else {})
@@ -189,8 +191,11 @@ class RedisLiveState:
                     if ended:
                         pipe.expire(log_key, int(self._keep_s)).expire(entry, int(self._keep_s))
                     await pipe.execute()
+                session.mirror_to(event.seq)
         except RedisError:
             log.exception("session %s: its shared event log stopped", session.id)
+        finally:
+            session.mirror_to(None)
 
     async def session(self, session_id: str) -> SharedSession | None:
         fields = await self._redis.hgetall(_entry(session_id))

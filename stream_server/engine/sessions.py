@@ -72,7 +72,10 @@ class LiveSession:
     """Events kept for replay; past it the oldest partials are dropped, then the oldest others."""
     published: int = 0
     """Events published in all: the next event's seq."""
+    mirrored_seq: int | None = None
+    """The last event a shared log (live_state.py) holds; None: no shared log mirrors it."""
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    _mirror_moved: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
     def status(self) -> str:
@@ -105,6 +108,17 @@ class LiveSession:
         self._changed = asyncio.Event()
         return event
 
+    def mirror_to(self, seq: int | None) -> None:
+        """The shared log holds every event up to `seq` (-1: none yet; None: it stopped, and
+        followers no longer wait for it)."""
+        self.mirrored_seq = seq
+        self._mirror_moved.set()
+        self._mirror_moved = asyncio.Event()
+
+    async def _until_mirrored(self, seq: int) -> None:
+        while self.mirrored_seq is not None and self.mirrored_seq < seq:
+            await self._mirror_moved.wait()
+
     @property
     def multichannel(self) -> bool:
         return self.channel_labels is not None
@@ -136,9 +150,12 @@ class LiveSession:
     def fail(self, message: str, code: str) -> None:
         self.publish(StreamFailed(message=message, code=code))
 
-    async def follow(self, after: int = -1) -> AsyncIterator[Event]:
+    async def follow(self, after: int = -1, *, unmirrored: bool = False) -> AsyncIterator[Event]:
         """Every event with seq > `after`, then each new one as it comes, until the end. Where
-        events it should have had were dropped from the log, an EventsDropped comes first."""
+        events it should have had were dropped from the log, an EventsDropped comes first.
+        While a shared log mirrors the session, each event comes once the log holds it, so that
+        what a client was shown survives this replica's crash (`unmirrored`: at once, for the
+        mirror itself)."""
         wanted = after + 1
         while True:
             changed = self._changed
@@ -147,6 +164,8 @@ class LiveSession:
                 event = self.events[position]
                 if event.seq > wanted:
                     yield EventsDropped(count=event.seq - wanted, first=wanted, seq=event.seq - 1)
+                if not unmirrored:
+                    await self._until_mirrored(event.seq)
                 yield event
                 wanted = event.seq + 1
                 position = bisect_left(self.events, wanted, key=lambda e: e.seq)

@@ -3,8 +3,10 @@ and only so many ended sessions stay in memory."""
 
 from __future__ import annotations
 
+import asyncio
+
 from stream_server.engine.sessions import SessionHub
-from stream_server.events import EventsDropped, StreamDone, TextCommitted, TextPartial
+from stream_server.events import EventsDropped, SpeechStarted, StreamDone, TextCommitted, TextPartial
 
 
 def commit(text: str) -> TextCommitted:
@@ -78,3 +80,29 @@ async def test_the_hub_keeps_only_so_many_ended_sessions():
     live = hub.create("m", "en")
     assert [hub.get(i) is not None for i in ended] == [False, False, False, True, True, True]
     assert hub.get(live.id) is live
+
+
+async def test_a_mirrored_session_shows_an_event_only_once_its_shared_log_holds_it():
+    """A client must not be shown what a crash of this replica would lose: with a shared log
+    mirroring the session, followers get each event once the log holds it."""
+    session = SessionHub().create("tiny.en", None)
+    session.mirror_to(-1)
+    follower = session.follow()
+    session.publish(SpeechStarted(time=0.0))
+    first = asyncio.ensure_future(anext(follower))
+    await asyncio.sleep(0.05)
+    assert not first.done()
+    session.mirror_to(0)
+    assert (await asyncio.wait_for(first, 1)).seq == 0
+    session.publish(SpeechStarted(time=1.0))
+    session.mirror_to(None)  # the log stopped: followers no longer wait for it
+    assert (await asyncio.wait_for(anext(follower), 1)).seq == 1
+    assert [e.seq async for e in _first(session.follow(unmirrored=True), 2)] == [0, 1]
+
+
+async def _first(events, count):
+    async for event in events:
+        yield event
+        count -= 1
+        if not count:
+            return
