@@ -143,7 +143,7 @@ class _Call:
             details=details,
         )
         run = self.run
-        self.inbox.pace_by(lambda: run.transcriber.backlog_seconds if run.transcriber.decoding else 0.0)
+        self.inbox.pace_by(lambda: run.transcriber.backlog_seconds)  # only its decoding channels count
 
     def _principal(self, parameters: Mapping) -> Principal:
         """The caller: by the stream's `api_key` parameter, else the key in the URL."""
