@@ -71,6 +71,16 @@ class UtteranceDone(Event):
 
 
 @dataclass(frozen=True)
+class DecodingLag(Event):
+    """The stream's decoding fell behind its audio (`behind`), or caught up again: a result
+    came `lag_s` after the last audio it covers arrived. Behind, partials come less often,
+    commits later, and several streams' windows share model calls."""
+
+    behind: bool
+    lag_s: float
+
+
+@dataclass(frozen=True)
 class StreamDone(Event):
     text: str
     duration: float

@@ -170,6 +170,16 @@ class Settings:
     )
     """Audio that must follow a word Whisper is unsure of before it is committed (the p95 commit
     latency against a little accuracy: BENCHMARKS.md, "How long an unsure word waits")."""
+    lag_alarm_s: float = setting(
+        4.0,
+        "--lag-alarm",
+        "seconds a live result may come after the audio it covers before the client is told "
+        "the stream is behind (session.lag); 0 = never told",
+        parse=float,
+        check=at_least(0.0),
+    )
+    """A live stream whose decode result comes this long after its audio arrived is told it is
+    behind (`session.lag`), and told again once one comes within half of it."""
     vad: str = setting(
         "silero",
         "--vad",

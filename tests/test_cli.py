@@ -298,3 +298,9 @@ def test_shared_state_flags_and_their_environment_twins(tmp_path):
 )
 def test_bad_shared_state_flags_stop_the_server(flags, tmp_path):
     assert main(["serve", "--data-dir", str(tmp_path), *flags], env={}) == 2
+
+
+def test_the_lag_alarm_is_a_setting_and_zero_turns_it_off():
+    assert settings_for([]).lag_alarm_s == 4.0
+    assert settings_for(["--lag-alarm", "2.5"]).lag_alarm_s == 2.5
+    assert settings_for([], {"STREAM_SERVER_LAG_ALARM": "0"}).lag_alarm_s == 0.0

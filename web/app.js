@@ -177,6 +177,9 @@ function onEvent(event) {
     showError(event.error.message);
   } else if (event.type === "warning") {
     showError(event.message, { warning: true });
+  } else if (event.type === "session.lag") {
+    if (event.behind) showError(`The server is busy: captions are ${event.lag_s.toFixed(1)} s behind the audio.`, { warning: true });
+    else if (ui.error.classList.contains("warning")) clearError();
   } else if (event.type === "transcript.text.done") {
     captions.newSession(captions.offset);
   } else {

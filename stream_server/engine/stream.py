@@ -23,8 +23,10 @@ import numpy as np
 from stream_server.audio import SAMPLE_RATE
 from stream_server.decoder.results import Segment, Transcription, Word
 from stream_server.engine.stability import LocalAgreement, normalise, words_after
+from stream_server.engine.telemetry import LagAlarm
 from stream_server.engine.worker import DecodeWorker
 from stream_server.events import (
+    DecodingLag,
     Event,
     SpeechStarted,
     SpeechStopped,
@@ -92,6 +94,10 @@ class StreamOptions:
     """A segment whose text compresses better than this is a repetition loop (". . . . .",
     one phrase over and over), Whisper's own threshold for a failed decode: live windows have no
     hotter retry (service.LIVE_HOTTER_RETRIES), so it is dropped."""
+    lag_alarm_s: float | None = 4.0
+    """A decode whose result comes this long after the last audio it covers arrived tells the
+    client the stream is behind (DecodingLag); one within half of it, that it caught up. None:
+    never told."""
     vad: VadOptions = field(default_factory=VadOptions)
 
 
@@ -213,6 +219,7 @@ class LiveTranscriber:
         self._open: _Utterance | None = None
         self._closed: deque[_Utterance] = deque()
         self._worker = DecodeWorker(self._decode_next, self._decode_due, self._decoding_failed)
+        self._lag = LagAlarm(options.lag_alarm_s) if options.lag_alarm_s is not None else None
         self._partial_in_flight = False
         """The worker awaits a plain partial decode (not one at a pause)."""
         self._next_id = 0
@@ -371,7 +378,9 @@ class LiveTranscriber:
         if utterance.heard_before:  # the window says those words itself: the prompt is what came before
             context = context.removesuffix(_join(utterance.heard_before).strip()).rstrip()
         prompt = " ".join(p for p in (self._user_prompt, context[-self.options.prompt_chars :]) if p)
+        window_end = utterance.audio_start + len(audio) / SAMPLE_RATE
         words = await self._words(utterance, audio, prompt or None, final, deadline)
+        self._note_lag(window_end)
         seconds = len(audio) / SAMPLE_RATE
         if final and context and seconds >= ECHO_CHECK_S and len(words) < seconds * MIN_WORDS_PER_S:
             # Whisper can take the window's first words for the prompt's last ones and skip them
@@ -380,6 +389,15 @@ class LiveTranscriber:
             alone = await self._words(utterance, audio, self._user_prompt, final, deadline)
             words = alone if len(alone) > len(words) else words
         return words
+
+    def _note_lag(self, window_end: float) -> None:
+        """A result is in for the audio up to `window_end`: tell the client if that changed
+        whether the stream is behind."""
+        if self._lag is None:
+            return
+        lag = time.monotonic() - self._arrived_at(window_end)
+        if self._lag.observe(lag):
+            self._publish(DecodingLag(behind=self._lag.behind, lag_s=round(lag, 3)))
 
     async def _words(
         self, utterance: _Utterance, audio: np.ndarray, prompt: str | None, final: bool, deadline: float

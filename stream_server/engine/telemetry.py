@@ -66,3 +66,22 @@ class MovingAverage:
     def observe(self, sample: float) -> None:
         self.value = sample if self.value is None else self.value + self.smoothing * (sample - self.value)
         self.samples += 1
+
+
+class LagAlarm:
+    """Whether a stream's decoding is behind: raised by a result that comes `behind_s` or more
+    after the audio it covers arrived, cleared by one within half of that (so that it does not
+    flicker around one value)."""
+
+    def __init__(self, behind_s: float):
+        self.behind_s = behind_s
+        self.behind = False
+
+    def observe(self, lag: float) -> bool:
+        """Take one result's lag; True if that changed `behind`."""
+        was = self.behind
+        if lag >= self.behind_s:
+            self.behind = True
+        elif lag <= self.behind_s / 2:
+            self.behind = False
+        return self.behind != was

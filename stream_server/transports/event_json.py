@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from stream_server.decoder.results import Word
 from stream_server.events import (
+    DecodingLag,
     Event,
     EventsDropped,
     SessionStarted,
@@ -103,6 +104,8 @@ def _body(event: Event, count_tokens: Callable[[str], int]) -> dict:
                 "input_token_details": {"audio_tokens": audio_tokens, "text_tokens": event.prompt_tokens},
             },
         } | ({"channels": [c.fields() for c in event.channels]} if event.channels else {})
+    if isinstance(event, DecodingLag):
+        return {"type": "session.lag", "behind": event.behind, "lag_s": _t(event.lag_s)}
     if isinstance(event, EventsDropped):
         return {"type": "session.events_dropped", "count": event.count, "first_seq": event.first, "last_seq": event.seq}
     if isinstance(event, StreamFailed):

@@ -9,7 +9,7 @@ import pytest
 from stream_server.audio import SAMPLE_RATE
 from stream_server.decoder.results import Segment, Transcription, Word
 from stream_server.engine.stream import LiveTranscriber, StreamOptions
-from stream_server.events import StreamDone, TextCommitted, TextPartial, UtteranceDone
+from stream_server.events import DecodingLag, StreamDone, TextCommitted, TextPartial, UtteranceDone
 from stream_server.vad.segmenter import VadOptions
 from tests.vad.test_segmenter import silence, voice
 
@@ -301,3 +301,38 @@ async def test_a_finalize_mid_speech_loses_no_audio_and_decodes_across_the_cut()
     assert final_windows[-1] >= second.end - hangover - cut + options.cut_context_s, "the next heard before it"
     assert first.start < second.start <= cut, "the next utterance starts after the last word kept, at the cut at the latest"
     assert second.end == pytest.approx(5.0, abs=0.55), "and runs on to the end of the speech"
+
+
+class LateDecoder(FakeDecoder):
+    """The fake decoder, whose first `late` calls each take `delay_s` (a busy server)."""
+
+    def __init__(self, late: int, delay_s: float):
+        super().__init__()
+        self.late, self.delay_s = late, delay_s
+
+    async def __call__(self, audio, prompt, *, final, deadline):
+        if len(self.calls) < self.late:
+            await asyncio.sleep(self.delay_s)
+        return await super().__call__(audio, prompt, final=final, deadline=deadline)
+
+
+async def test_a_stream_is_told_when_its_decoding_falls_behind_and_when_it_catches_up():
+    events = []
+    transcriber = LiveTranscriber(LateDecoder(late=2, delay_s=0.6), events.append, synthetic_options(lag_alarm_s=0.4))
+    audio = utterance_audio(8.0)
+    step = SAMPLE_RATE // 10
+    for i in range(0, len(audio), step):  # 5x real time
+        transcriber.push(audio[i : i + step])
+        await asyncio.sleep(0.02)
+    await transcriber.finish()
+    lags = [e for e in events if isinstance(e, DecodingLag)]
+    assert [e.behind for e in lags] == [True, False]
+    assert lags[0].lag_s >= 0.4 and lags[1].lag_s <= 0.2
+    assert events.index(lags[0]) < events.index(lags[1]) < len(events) - 1  # both before the stream's end
+
+
+async def test_no_lag_is_told_when_the_alarm_is_off():
+    events = []
+    transcriber = LiveTranscriber(LateDecoder(late=2, delay_s=0.6), events.append, synthetic_options(lag_alarm_s=None))
+    await feed(transcriber, utterance_audio(2.0))
+    assert not [e for e in events if isinstance(e, DecodingLag)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import time
 import wave
 from dataclasses import replace
@@ -13,12 +14,14 @@ import numpy as np
 import openai
 import pytest
 from aiohttp import ClientResponse
+from jsonschema import Draft202012Validator
 from openai._streaming import ServerSentEvent, SSEDecoder
 from whisper_normalizer.english import EnglishTextNormalizer
 
 from stream_server.app import create_app
 from stream_server.audio import SAMPLE_RATE, live
 from stream_server.transports.appkeys import SERVICE, SESSIONS, STORAGE
+from stream_server.transports.openapi import build_spec
 from tests.conftest import audio_path, serve_in_thread
 from tests.live_helpers import RAW_S16LE, PacedUpload, SseEvent, of_type, pcm16k, read_sse, s16le
 
@@ -411,3 +414,20 @@ async def test_stream_refuses_subtitle_formats(client):
     response = await client.post(live_url(response_format="srt"), data=data, headers={"Content-Type": RAW_S16LE})
     assert response.status == 400
     assert (await response.json())["error"]["param"] == "response_format"
+
+
+async def test_a_stream_behind_its_audio_is_told_so_and_a_strict_one_is_not(aiohttp_client, settings, speech_model):
+    """With an alarm no real decode can meet, every stream is 'behind': the extension event
+    comes with partials=true, in the document's shape, and never on the OpenAI-strict stream."""
+    client = await aiohttp_client(create_app(replace(settings, lag_alarm_s=0.001), model=speech_model))
+    spec = json.loads(json.dumps(build_spec(keys_enabled=False)))
+    event_schema = Draft202012Validator({"$ref": "#/components/schemas/StreamEvent", "components": spec["components"]})
+    data = s16le(pcm16k("en_jfk_16k.wav"))
+    seen = {}
+    for partials in ("true", "false"):
+        upload = PacedUpload(data, 2 * SAMPLE_RATE, speed=10.0)
+        response = await client.post(live_url(partials=partials), data=upload, headers={"Content-Type": RAW_S16LE})
+        seen[partials] = of_type(await read_sse(response), "session.lag")
+    assert seen["true"] and seen["true"][0]["behind"] is True and seen["true"][0]["lag_s"] > 0.001
+    event_schema.validate(seen["true"][0])
+    assert seen["false"] == []

@@ -86,6 +86,7 @@ def stream_options(app: web.Application, partial_decodes: bool = True, vad: VadO
         step_s=settings.stream_step_s,
         partial_decodes=partial_decodes,
         uncertain_margin_s=settings.unsure_word_wait_s,
+        lag_alarm_s=settings.lag_alarm_s or None,
         vad=vad or server_vad(app),
     )
 

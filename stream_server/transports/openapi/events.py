@@ -87,6 +87,7 @@ SCHEMAS = {
                 },
                 ("text", "usage"),
             ),
+            _event("session.lag", {"behind": {"type": "boolean"}, "lag_s": NUMBER}, ("behind", "lag_s")),
             ref("ErrorEvent"),
         ]
     },
