@@ -11,10 +11,13 @@ import aiohttp
 import pytest
 import requests
 from aiohttp import web
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from stream_server.app import create_app
+from stream_server.events import DecodingLag, Event, EventsDropped
 from stream_server.settings import Settings
+from stream_server.transports.event_json import event_json
 from stream_server.transports.openapi import build_spec
 from stream_server.transports.rest.static_page import web_dir
 from tests.broken_audio import corpus
@@ -61,6 +64,16 @@ def test_the_document_is_valid_openapi_3_1(keys_enabled: bool) -> None:
     validate(spec)
     assert spec["openapi"] == "3.1.0"
     assert ("security" in spec) is keys_enabled
+
+
+@pytest.mark.parametrize(
+    "event", [DecodingLag(behind=True, lag_s=4.2, seq=7), EventsDropped(count=12, first=40, seq=51)], ids=type
+)
+def test_events_a_short_stream_rarely_sends_are_described(event: Event) -> None:
+    """The load-dependent events (behind, dropped from a bounded log) against StreamEvent."""
+    spec = build_spec(keys_enabled=False)
+    root = {"$ref": "#/components/schemas/StreamEvent", "components": spec["components"]}
+    Draft202012Validator(root).validate(event_json(event, lambda text: 0))
 
 
 @pytest.fixture(scope="module")

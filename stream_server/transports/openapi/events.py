@@ -88,6 +88,11 @@ SCHEMAS = {
                 ("text", "usage"),
             ),
             _event("session.lag", {"behind": {"type": "boolean"}, "lag_s": NUMBER}, ("behind", "lag_s")),
+            _event(
+                "session.events_dropped",
+                {"count": {"type": "integer", "minimum": 1}, "first_seq": SEQ, "last_seq": SEQ},
+                ("count", "first_seq", "last_seq"),
+            ),
             ref("ErrorEvent"),
         ]
     },
