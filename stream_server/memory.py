@@ -1,0 +1,52 @@
+"""Ended live streams' memory freed within seconds, not hundreds of streams later.
+
+A stream leaves reference cycles behind when it ends: its transcriber and decode worker refer
+to each other, and a dropped connection's exception keeps the frames that read its body, with
+them the stream's FFmpeg decoder (and its resampler's threads) and its audio. Only a full
+collection frees those, and CPython runs one rarely: after ten collections of the middle
+generation, and only once the objects that reached the oldest generation since the last one
+number a quarter of those already there. In the disconnect storm a full collection came once
+in several rounds of 100 streams, each round allocated on top of the last one's garbage, and
+RSS climbed 80-100 MB a round (BENCHMARKS.md, "Memory after the disconnect storm").
+
+So while the server runs, the objects it started with are frozen (gc.freeze: no longer
+scanned), and a full collection runs every COLLECT_EVERY_S: it scans only what the traffic
+holds at that moment. Not on a stream's end: what a dropped connection leaves is garbage only
+once aiohttp has torn it down, seconds later."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+COLLECT_EVERY_S = 5.0
+"""Seconds between full collections: an ended stream's memory waits at most this long."""
+log = logging.getLogger(__name__)
+
+
+def collect() -> None:
+    started = time.thread_time()
+    freed = gc.collect()
+    log.debug("full collection: %d objects freed, %.1f ms of CPU", freed, (time.thread_time() - started) * 1000)
+
+
+async def collect_periodically(app: web.Application) -> AsyncIterator[None]:
+    """A cleanup context: start-up objects frozen while the app runs, and a full collection
+    every COLLECT_EVERY_S."""
+    gc.collect()  # what start-up left as garbage is freed, not frozen
+    gc.freeze()
+
+    async def collecting() -> None:
+        while True:
+            await asyncio.sleep(COLLECT_EVERY_S)
+            collect()
+
+    task = asyncio.ensure_future(collecting())
+    yield
+    task.cancel()
+    gc.unfreeze()
