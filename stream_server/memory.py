@@ -1,4 +1,5 @@
-"""Ended live streams' memory freed within seconds, not hundreds of streams later.
+"""Memory that traffic frees handed back: ended live streams' cycles collected within seconds,
+and large blocks given back to the system as they are freed.
 
 A stream leaves reference cycles behind when it ends: its transcriber and decode worker refer
 to each other, and a dropped connection's exception keeps the frames that read its body, with
@@ -12,21 +13,43 @@ RSS climbed 80-100 MB a round (BENCHMARKS.md, "Memory after the disconnect storm
 So while the server runs, the objects it started with are frozen (gc.freeze: no longer
 scanned), and a full collection runs every COLLECT_EVERY_S: it scans only what the traffic
 holds at that moment. Not on a stream's end: what a dropped connection leaves is garbage only
-once aiohttp has torn it down, seconds later."""
+once aiohttp has torn it down, seconds later.
+
+And glibc's malloc keeps blocks from MMAP_THRESHOLD up (audio grown a frame at a time, mel
+features, model buffers) in their own mappings, unmapped when freed, instead of letting its
+threshold rise with each such free (up to 32 MiB) and those blocks fragment the heaps, which it
+keeps (BENCHMARKS.md: the storm's RSS flat only with both)."""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 
+MMAP_THRESHOLD = 256 * 1024
+"""Blocks this large or larger are mapped on their own (glibc's default starts at 128 KiB and
+rises); a user's own MALLOC_MMAP_THRESHOLD_ is left as it is."""
+_M_MMAP_THRESHOLD = -3  # malloc.h
 COLLECT_EVERY_S = 5.0
 """Seconds between full collections: an ended stream's memory waits at most this long."""
 log = logging.getLogger(__name__)
+
+
+def fix_mmap_threshold(env: Mapping[str, str]) -> bool:
+    """Whether the threshold was set: not where the C library has no mallopt (musl, macOS)
+    or the environment sets it."""
+    if "MALLOC_MMAP_THRESHOLD_" in env:
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except AttributeError:
+        return False
+    return mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
 
 
 def collect() -> None:
