@@ -27,9 +27,12 @@ import ctypes
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from aiohttp import web
+
+from stream_server.engine.admission import Admission
+from stream_server.transports.appkeys import ADMISSION
 
 MMAP_THRESHOLD = 256 * 1024
 """Blocks this large or larger are mapped on their own (glibc's default starts at 128 KiB and
@@ -58,16 +61,45 @@ def collect() -> None:
     log.debug("full collection: %d objects freed, %.1f ms of CPU", freed, (time.thread_time() - started) * 1000)
 
 
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except AttributeError:
+        return None
+
+
+class Trims:
+    """malloc_trim(0) once no live stream runs after some did: what the streams freed goes
+    back to the system between bursts (glibc only)."""
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission, self._trim = admission, _malloc_trim()
+        self._admitted = admission.admitted
+        self.count = 0
+
+    async def after_collection(self) -> None:
+        if self._trim is None or self._admission.active or self._admission.admitted == self._admitted:
+            return
+        self._admitted = self._admission.admitted
+        await asyncio.get_running_loop().run_in_executor(None, self._trim, 0)  # it walks every arena
+        self.count += 1
+
+
+TRIMS = web.AppKey("trims", Trims)
+
+
 async def collect_periodically(app: web.Application) -> AsyncIterator[None]:
-    """A cleanup context: start-up objects frozen while the app runs, and a full collection
-    every COLLECT_EVERY_S."""
+    """A cleanup context, after the one that sets ADMISSION: start-up objects frozen while the
+    app runs, a full collection every COLLECT_EVERY_S, and a trim after it once streams ended."""
     gc.collect()  # what start-up left as garbage is freed, not frozen
     gc.freeze()
+    app[TRIMS] = trims = Trims(app[ADMISSION])
 
     async def collecting() -> None:
         while True:
             await asyncio.sleep(COLLECT_EVERY_S)
             collect()
+            await trims.after_collection()
 
     task = asyncio.ensure_future(collecting())
     yield

@@ -18,6 +18,7 @@ from stream_server.app import create_app
 from stream_server.audio import SAMPLE_RATE
 from stream_server.audio.live import RawDecoder
 from stream_server.engine.stream import LiveTranscriber
+from stream_server.transports.appkeys import ADMISSION
 from tests.live_helpers import RAW_S16LE, PacedUpload, of_type, pcm16k, read_sse, s16le
 
 LIVE_URL = "/v1/audio/transcriptions?model=whisper-1&stream=true"
@@ -99,3 +100,34 @@ def test_with_the_threshold_fixed_a_large_block_is_mapped_even_after_a_larger_on
     block = np.ones(24 * 2**20, np.uint8)
     assert mmapped_bytes() - before >= block.nbytes
     assert not memory.fix_mmap_threshold({"MALLOC_MMAP_THRESHOLD_": "131072"})  # the user's own is kept
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "malloc_trim"), reason="not glibc")
+async def test_the_heap_is_trimmed_once_the_streams_have_ended_not_while_one_runs(
+    aiohttp_client, settings, speech_model, monkeypatch
+):
+    monkeypatch.setattr(memory, "COLLECT_EVERY_S", 0.1)
+    app = create_app(settings, model=speech_model)
+    app.cleanup_ctx.append(memory.collect_periodically)
+    client = await aiohttp_client(app)
+    trims = app[memory.TRIMS]
+    await asyncio.sleep(0.5)
+    assert trims.count == 0  # no stream yet: nothing to give back
+
+    held = asyncio.Event()
+    audio = s16le(pcm16k("en_jfk_16k.wav")[: 3 * SAMPLE_RATE])
+    streaming = asyncio.ensure_future(
+        client.post(LIVE_URL, data=PacedUpload(audio, 2 * SAMPLE_RATE, hold_open=held), headers={"Content-Type": RAW_S16LE})
+    )
+    async with asyncio.timeout(60):  # hang guard: the stream is admitted
+        while app[ADMISSION].active == 0:
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    assert trims.count == 0  # five collections while it runs, no trim
+    held.set()
+    assert of_type(await read_sse(await streaming), "transcript.text.done")
+    async with asyncio.timeout(30):  # hang guard: the first collection after its end trims
+        while trims.count == 0:
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    assert trims.count == 1  # and no more until streams have run again
