@@ -22,7 +22,8 @@ keeps: with both, the storm's RSS stays 150-200 MB lower than with the collectio
 
 What is freed into malloc's arenas stays resident until malloc_trim hands the free pages back:
 that is done after a collection when no live stream runs (and some ran since the last trim, or
-the collection freed something), so between bursts RSS comes back to within 25 MB of the idle server's."""
+the collection freed something), so between bursts RSS comes back to within 10 MB of the idle
+server's."""
 
 from __future__ import annotations
 
