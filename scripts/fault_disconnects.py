@@ -6,7 +6,8 @@
 Starts `stream-server serve` in a child process (bench_stream.Server, with the capacity estimate
 off and no per-address limit, so that every client is admitted and streams), warms it up with
 one whole stream and a round of drops, and reads the baseline from its /metrics:
-`stream_server_asyncio_tasks`, `process_resident_memory_bytes`, `process_open_fds`. Then each
+`stream_server_asyncio_tasks`, `process_resident_memory_bytes`, `process_open_fds` (and, from
+/proc/PID/smaps, how much of the RSS is the main heap, other anonymous memory, files). Then each
 round starts `--clients` clients at once, half over the WebSocket and half as chunked HTTP
 uploads (`PUT ... stream=true`, raw s16le), each sending the JFK clip looped at `--speed` times
 real time and vanishing at a random point (uniform over 0.2-8 s) without a goodbye: the
@@ -97,23 +98,39 @@ async def http_client(url: str, data: bytes, speed: float, drop_after: float) ->
         await session.close()
 
 
-async def figures(url: str) -> dict[str, float]:
+def resident_by_mapping(pid: int) -> dict[str, float]:
+    """The server's resident MB in the main heap (brk), in anonymous mappings (the threads'
+    malloc arenas and mmapped blocks) and in files (code, the model), from /proc/PID/smaps."""
+    totals = {"heap_mb": 0.0, "anon_mb": 0.0, "file_mb": 0.0}
+    kind = "anon_mb"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if not fields[0].endswith(":"):  # a mapping's header: address perms offset dev inode [path]
+            name = fields[5] if len(fields) > 5 else ""
+            kind = "heap_mb" if name == "[heap]" else "file_mb" if name.startswith("/") else "anon_mb"
+        elif fields[0] == "Rss:":
+            totals[kind] += int(fields[1]) / 1024
+    return {key: round(value, 1) for key, value in totals.items()}
+
+
+async def figures(url: str, pid: int) -> dict[str, float]:
     samples = await scrape(url)
     return {
         "tasks": samples["stream_server_asyncio_tasks"],
         "rss_mb": round(samples["process_resident_memory_bytes"] / 2**20, 1),
+        **resident_by_mapping(pid),
         "open_fds": samples["process_open_fds"],
         "live_streams": samples["stream_server_live_streams"],
     }
 
 
-async def settle(url: str, timeout_s: float = 180.0, quiet_reads: int = 12) -> dict[str, float]:
+async def settle(url: str, pid: int, timeout_s: float = 180.0, quiet_reads: int = 12) -> dict[str, float]:
     """The figures once no stream is live and the task count held still for `quiet_reads`
     reads a second apart (aborted connections linger in aiohttp for a few seconds)."""
     deadline = time.monotonic() + timeout_s
     history: list[float] = []
     while True:
-        now = await figures(url)
+        now = await figures(url, pid)
         history.append(now["tasks"] if now["live_streams"] == 0 else -1)
         if len(history) >= quiet_reads and len(set(history[-quiet_reads:])) == 1 and history[-1] >= 0:
             return now
@@ -164,12 +181,12 @@ async def main() -> int:
         await server.ready()
         assert "country" in (await whole_stream(server.url, data)).lower()
         await storm(server.url, data, max(10, args.clients // 5), args.speed, rng)  # warm the allocator
-        baseline = await settle(server.url)
+        baseline = await settle(server.url, server.process.pid)
         print(json.dumps({"baseline": baseline}))
         rounds = []
         for index in range(args.rounds):
             seconds = await storm(server.url, data, args.clients, args.speed, rng)
-            after = await settle(server.url)
+            after = await settle(server.url, server.process.pid)
             rounds.append(after)
             print(json.dumps({"round": index + 1, "clients": args.clients, "storm_s": round(seconds, 1), **after}))
         final = rounds[-1]
