@@ -174,10 +174,6 @@ class LiveSession:
             await changed.wait()
 
 
-def new_session_id() -> str:
-    return f"sess_{uuid.uuid4().hex}"
-
-
 class SessionHub:
     def __init__(self, keep_finished: int = KEEP_FINISHED, max_events: int = MAX_EVENTS):
         self._sessions: OrderedDict[str, LiveSession] = OrderedDict()
