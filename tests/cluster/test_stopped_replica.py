@@ -17,7 +17,7 @@ normalise = EnglishTextNormalizer()
 
 async def test_a_replica_stopped_with_sigterm_drains_out_of_rotation(balancer, replicas):
     async with aiohttp.ClientSession() as http:
-        draining = await http.post(f"{balancer}{LIVE_URL}", data=jfk_upload(repeat=3, speed=1.0), headers=live_headers("drain"))
+        draining = await http.post(f"{balancer}{LIVE_URL}", data=jfk_upload(repeat=3), headers=live_headers("drain"))
         assert draining.status == 200
         session_id = draining.headers["X-Session-Id"]
         first = []

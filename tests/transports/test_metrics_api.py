@@ -52,7 +52,7 @@ async def test_metrics_count_a_finished_stream(client):
     assert value(before, "stream_server_admission_limit_streams") == 4
 
     audio = pcm16k("en_jfk_16k.wav")
-    upload = PacedUpload(s16le(audio), 2 * SAMPLE_RATE, speed=1.0)
+    upload = PacedUpload(s16le(audio), 2 * SAMPLE_RATE, speed=2.0)  # live: partials come, nothing goes whole
     response = await client.post(LIVE_URL, data=upload, headers={"Content-Type": RAW_S16LE})
     events = await read_sse(response)
     words = of_type(events, "transcript.text.done")[0]["text"].split()

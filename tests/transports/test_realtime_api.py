@@ -296,10 +296,15 @@ async def interrupted(client, jfk_24k: bytes, *bad: dict | str, configure: dict 
     return session
 
 
-async def test_an_unknown_event_type_is_an_error_and_the_session_goes_on(client, jfk_24k):
+async def test_bad_events_are_errors_and_the_session_goes_on(client, jfk_24k):
+    """An unknown event type, a conversation event, bad JSON, an untyped event, bad base64 and an
+    unsupported format, mid-session, each answered with its error. (One test: each session here
+    is a live decode of the clip.)"""
     unknown = {"type": "input_audio_buffer.flush", "event_id": "evt_1"}
-    session = await interrupted(client, jfk_24k, unknown, {"type": "response.create"}, "{not json", {"audio": ""})
-    unknown_type, conversation, not_json, untyped = session.errors()
+    bad_base64 = json.dumps({"type": "input_audio_buffer.append", "audio": "not base64!", "event_id": "evt_2"})
+    bad_format = {"type": "session.update", "session": {"type": "transcription", "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}}}
+    session = await interrupted(client, jfk_24k, unknown, {"type": "response.create"}, "{not json", {"audio": ""}, bad_base64, bad_format)
+    unknown_type, conversation, not_json, untyped, base64_error, format_error = session.errors()
     assert (unknown_type["type"], unknown_type["code"], unknown_type["param"], unknown_type["event_id"]) == (
         "invalid_request_error",
         "invalid_value",
@@ -308,20 +313,8 @@ async def test_an_unknown_event_type_is_an_error_and_the_session_goes_on(client,
     )
     assert conversation["code"] == "invalid_value" and "transcription session" in conversation["message"]
     assert not_json["code"] == "invalid_json" and untyped["code"] == "invalid_event"
-
-
-async def test_bad_base64_is_an_error_and_the_session_goes_on(client, jfk_24k):
-    bad = json.dumps({"type": "input_audio_buffer.append", "audio": "not base64!", "event_id": "evt_2"})
-    session = await interrupted(client, jfk_24k, bad)
-    (error,) = session.errors()
-    assert (error["code"], error["param"], error["event_id"]) == ("invalid_value", "audio", "evt_2")
-
-
-async def test_an_unsupported_format_is_an_error_and_the_session_goes_on(client, jfk_24k):
-    bad = {"type": "session.update", "session": {"type": "transcription", "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}}}
-    session = await interrupted(client, jfk_24k, bad)
-    (error,) = session.errors()
-    assert error["param"] == "session.audio.input.format.rate" and error["code"] == "invalid_value"
+    assert (base64_error["code"], base64_error["param"], base64_error["event_id"]) == ("invalid_value", "audio", "evt_2")
+    assert format_error["param"] == "session.audio.input.format.rate" and format_error["code"] == "invalid_value"
     assert len(session.of("session.updated")) == 1  # the configuration's, not the refused one's
 
 

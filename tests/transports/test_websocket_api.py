@@ -210,8 +210,10 @@ async def test_bad_controls_get_error_events_and_the_socket_stays_usable(client)
     events = await receive_all(ws)
     assert ws.close_code == 1000
     assert "fellow americans" in final_text(events)
-    # partials=false: no partials and no speech start/stop, but utterances and deltas
-    assert {e["type"] for e in events} == {"transcript.text.delta", "transcript.utterance.done", "transcript.text.done"}
+    # partials=false: no partials and no speech start/stop, but utterances and deltas (and
+    # session.lag, on a machine loaded enough that the decoding falls 4 s behind)
+    kinds = {e["type"] for e in events} - {"session.lag"}
+    assert kinds == {"transcript.text.delta", "transcript.utterance.done", "transcript.text.done"}
 
 
 async def test_without_partials_each_utterance_comes_whole_and_as_accurate(client) -> None:
