@@ -161,8 +161,9 @@ def test_oversize_upload_is_413_while_the_sdk_is_still_sending(settings, speech_
     big = tmp_path / "big.wav"
     big.write_bytes(audio_path(JFK).read_bytes() * 30)  # ~10 MB
     with serve_in_thread(replace(settings, max_upload_bytes=1_000_000), speech_model) as url:
-        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
-        with pytest.raises(openai.APIStatusError) as caught:
-            transcribe(client, big)
+        # closed before the server stops: aiohttp lingers up to 10 s reading an unread body's rest
+        with openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0) as client:
+            with pytest.raises(openai.APIStatusError) as caught:
+                transcribe(client, big)
     assert caught.value.status_code == 413
     assert caught.value.body["code"] == "file_too_large"
