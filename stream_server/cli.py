@@ -106,10 +106,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
             settings.port,
         )
     from stream_server.app import create_app  # imported late: it pulls in the model libraries
-    from stream_server.memory import collect_periodically, fix_mmap_threshold
+    from stream_server.memory import collect_periodically
     from stream_server.transports.access_log import AccessLogger
 
-    fix_mmap_threshold(env)  # before the model loads: its buffers too
     app = create_app(settings)
     app.cleanup_ctx.append(collect_periodically)  # memory.py: ended streams' cycles freed within seconds
     web.run_app(app, host=settings.host, port=settings.port, print=None, access_log_class=AccessLogger)

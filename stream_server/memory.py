@@ -15,15 +15,14 @@ scanned), and a full collection runs every COLLECT_EVERY_S: it scans only what t
 holds at that moment. Not on a stream's end: what a dropped connection leaves is garbage only
 once aiohttp has torn it down, seconds later.
 
-And glibc's malloc keeps blocks from MMAP_THRESHOLD up (audio grown a frame at a time, mel
-features, model buffers) in their own mappings, unmapped when freed, instead of letting its
-threshold rise with each such free (up to 32 MiB) and those blocks fragment the heaps, which it
-keeps: with both, the storm's RSS stays 150-200 MB lower than with the collection alone.
+glibc's mmap threshold is left to rise as it does: fixed at 256 KiB it kept the storm's RSS
+150-200 MB lower, but every large buffer of a decode was then mapped and faulted in afresh, and a
+live window's call took 1.15 s instead of 0.83 s (BENCHMARKS.md, thirteenth session).
 
 What is freed into malloc's arenas stays resident until malloc_trim hands the free pages back:
 that is done after a collection when no live stream runs (and some ran since the last trim, or
-the collection freed something), so between bursts RSS comes back to within 10 MB of the idle
-server's."""
+the collection freed something): after each of 4 rounds of the storm, RSS read 293-311 MB
+against the idle server's 275."""
 
 from __future__ import annotations
 
@@ -32,32 +31,16 @@ import ctypes
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from stream_server.engine.admission import Admission
 from stream_server.transports.appkeys import ADMISSION
 
-MMAP_THRESHOLD = 256 * 1024
-"""Blocks this large or larger are mapped on their own (glibc's default starts at 128 KiB and
-rises); a user's own MALLOC_MMAP_THRESHOLD_ is left as it is."""
-_M_MMAP_THRESHOLD = -3  # malloc.h
 COLLECT_EVERY_S = 5.0
 """Seconds between full collections: an ended stream's memory waits at most this long."""
 log = logging.getLogger(__name__)
-
-
-def fix_mmap_threshold(env: Mapping[str, str]) -> bool:
-    """Whether the threshold was set: not where the C library has no mallopt (musl, macOS)
-    or the environment sets it."""
-    if "MALLOC_MMAP_THRESHOLD_" in env:
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except AttributeError:
-        return False
-    return mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
 
 
 def collect() -> int:

@@ -1,7 +1,6 @@
 """memory.py: a live stream's cyclic garbage (its transcriber, its FFmpeg decoder) is freed by
 the periodic full collection, not left for CPython's rare ones; the start-up objects are frozen
-while the app runs; with the mmap threshold fixed, a large block is mapped on its own even after
-a larger one was freed; the heap is trimmed once the streams have ended, not while one runs."""
+while the app runs; the heap is trimmed once the streams have ended, not while one runs."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ import ctypes
 import gc
 import weakref
 
-import numpy as np
 import pytest
 
 from stream_server import memory
@@ -74,32 +72,6 @@ async def test_the_start_up_objects_are_unfrozen_when_the_app_stops(aiohttp_clie
     assert gc.get_freeze_count() > 0
     await client.close()
     assert gc.get_freeze_count() == 0
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost"
-    )]
-
-
-def mmapped_bytes() -> int:
-    mallinfo2 = ctypes.CDLL(None).mallinfo2
-    mallinfo2.restype = _MallInfo2
-    return mallinfo2().hblkhd
-
-
-@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallinfo2"), reason="not glibc 2.33+")
-def test_with_the_threshold_fixed_a_large_block_is_mapped_even_after_a_larger_one_was_freed():
-    """glibc's own threshold rises to the size of each mapped block freed (up to 32 MiB), after
-    which blocks that size come from the heaps, which keep them: here a 31 MiB block freed would
-    put the 24 MiB one on a heap (sizes no free space left in a heap by earlier tests holds; this
-    process is left with the fixed threshold)."""
-    assert memory.fix_mmap_threshold({})
-    np.ones(31 * 2**20, np.uint8)  # mapped, then freed at once
-    before = mmapped_bytes()
-    block = np.ones(24 * 2**20, np.uint8)
-    assert mmapped_bytes() - before >= block.nbytes
-    assert not memory.fix_mmap_threshold({"MALLOC_MMAP_THRESHOLD_": "131072"})  # the user's own is kept
 
 
 @pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "malloc_trim"), reason="not glibc")
