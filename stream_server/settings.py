@@ -168,9 +168,8 @@ class Settings:
         parse=float,
         check=at_least(0.0),
     )
-    """Audio that must follow a word Whisper is unsure of before it is committed, unless three
-    decodes in a row gave it (the p95 commit latency against a little accuracy: BENCHMARKS.md,
-    "How long an unsure word waits")."""
+    """Audio that must follow a word Whisper is unsure of before it is committed (the p95 commit
+    latency against a little accuracy: BENCHMARKS.md, "How long an unsure word waits")."""
     lag_alarm_s: float = setting(
         4.0,
         "--lag-alarm",

@@ -30,8 +30,6 @@ class LocalAgreement:
     """Every word committed so far, in order."""
     tail: list[Word] = field(default_factory=list)
     """The last hypothesis past the committed words: the unstable tail."""
-    tail_seen: list[int] = field(default_factory=list)
-    """Per tail word, in how many hypotheses in a row it has come at its place."""
 
     @property
     def committed_end(self) -> float:
@@ -40,22 +38,16 @@ class LocalAgreement:
     def update(
         self,
         hypothesis: list[Word],
-        settled: Callable[[Word, int], bool] | None = None,
+        settled: Callable[[Word], bool] | None = None,
         sure: Callable[[Word], bool] | None = None,
     ) -> list[Word]:
         """Take a new hypothesis; return the words it newly commits: those it agrees on with
-        the previous one, up to the first that is not yet settled (told in how many hypotheses
-        in a row the word has come, this one included), then, if it disagreed with none, those
-        past the previous hypothesis that `sure` accepts from this decode alone."""
+        the previous one, up to the first that is not yet settled, then, if it disagreed with
+        none, those past the previous hypothesis that `sure` accepts from this decode alone."""
         new = self.unseen(hypothesis)
-        seen = [1] * len(new)
-        for i, (previous, current) in enumerate(zip(self.tail, new)):
-            if normalise(previous.text) != normalise(current.text):
-                break
-            seen[i] = self.tail_seen[i] + 1
         agreed: list[Word] = []
-        for current, times in zip(new, seen):
-            if times < 2 or (settled and not settled(current, times)):
+        for previous, current in zip(self.tail, new):
+            if normalise(previous.text) != normalise(current.text) or (settled and not settled(current)):
                 break
             agreed.append(current)
         if sure is not None and len(agreed) == len(self.tail):
@@ -64,21 +56,21 @@ class LocalAgreement:
                     break
                 agreed.append(current)
         self.committed += agreed
-        self.tail, self.tail_seen = new[len(agreed) :], seen[len(agreed) :]
+        self.tail = new[len(agreed) :]
         return agreed
 
     def commit_all(self, hypothesis: list[Word]) -> list[Word]:
         """The last decode of an utterance: everything past the committed words is final."""
         words = self.unseen(hypothesis)
         self.committed += words
-        self.tail, self.tail_seen = [], []
+        self.tail = []
         return words
 
     def commit_tail_before(self, time: float) -> list[Word]:
         """Force-commit the tail words that end before `time` (bounds the window on long speech)."""
         forced = [w for w in self.tail if w.end <= time]
         self.committed += forced
-        self.tail, self.tail_seen = self.tail[len(forced) :], self.tail_seen[len(forced) :]
+        self.tail = self.tail[len(forced) :]
         return forced
 
     def unseen(self, hypothesis: list[Word]) -> list[Word]:

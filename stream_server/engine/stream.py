@@ -65,11 +65,6 @@ class StreamOptions:
     uncertain_margin_s: float = 3.0
     """A word the decoder gives less than `min_commit_probability` needs this much audio after
     it before it is committed: more context often corrects it ("asked not" -> "ask not what")."""
-    unsure_hypotheses: int | None = 3
-    """An unsure word that this many decodes in a row have given at its place is committed
-    with `commit_margin_s` of audio after it, without waiting `uncertain_margin_s` (None: it
-    always waits). On the virtual clock (1 stream): dev WER 5.11 -> 4.74 %, commit p95 3.78 ->
-    3.75 s; tune WER 4.74 % both, p95 3.58 -> 3.51 s; 4 decodes changed nothing."""
     sure_probability: float | None = 0.95
     sure_margin_s: float = 0.3
     """A word that no earlier decode saw is committed from one decode if the decoder gives it at
@@ -441,20 +436,17 @@ class LiveTranscriber:
         if early:
             utterance.early_final = _FinalDecode(audio_start, samples, words)
         window_end = utterance.audio_end
-        settled = lambda word, times: self._settled(word, times, window_end)  # noqa: E731
+        settled = lambda word: self._settled(word, window_end)  # noqa: E731
         sure = (lambda word: self._sure(word, window_end)) if self.options.sure_probability is not None else None
         self._commit(utterance.agreement.update(words, settled, sure))
         self._bound_window(utterance)
         self._publish_tail(utterance.agreement.tail)
 
-    def _settled(self, word: Word, times: int, window_end: float) -> bool:
+    def _settled(self, word: Word, window_end: float) -> bool:
         """Whisper is least reliable about a window's last words, and about words it gives a low
-        probability: those wait until enough audio follows them (or decodes agree on them), or
-        for the utterance's final. `times`: decodes in a row that gave the word."""
+        probability: those wait until enough audio follows them, or for the utterance's final."""
         options = self.options
-        sure = word.probability >= options.min_commit_probability or (
-            options.unsure_hypotheses is not None and times >= options.unsure_hypotheses
-        )
+        sure = word.probability >= options.min_commit_probability
         return word.end <= window_end - (options.commit_margin_s if sure else options.uncertain_margin_s)
 
     def _sure(self, word: Word, window_end: float) -> bool:

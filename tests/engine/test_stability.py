@@ -66,26 +66,9 @@ def test_a_re_decoded_word_centred_in_committed_audio_is_not_new():
 def test_an_agreed_word_waits_until_it_is_settled():
     policy = LocalAgreement()
     policy.update(words("a b c d"))
-    committed = policy.update(words("a b c d"), settled=lambda w, times: w.end <= 1.0)
+    committed = policy.update(words("a b c d"), settled=lambda w: w.end <= 1.0)
     assert [w.text for w in committed] == [" a", " b"]
     assert [w.text for w in policy.tail] == [" c", " d"]
-
-
-def test_settled_is_told_how_many_hypotheses_in_a_row_gave_each_word():
-    policy = LocalAgreement()
-    told: list[tuple[str, int]] = []
-
-    def never(word, times):
-        told.append((word.text, times))
-        return False
-
-    policy.update(words("a b c"))
-    policy.update(words("a b x"), settled=never)
-    assert told == [(" a", 2)], "asked up to the first word that is not settled"
-    told.clear()
-    policy.update(words("a b x y"), settled=lambda w, times: told.append((w.text, times)) or w.text == " a")
-    assert told == [(" a", 3), (" b", 3)] and [w.text for w in policy.tail] == [" b", " x", " y"]
-    assert policy.tail_seen == [3, 2, 1]
 
 
 def test_a_sure_word_past_the_previous_hypothesis_commits_from_one_decode():
