@@ -1,5 +1,5 @@
 """Memory that traffic frees handed back: ended live streams' cycles collected within seconds,
-large blocks given back to the system as they are freed, the rest once no stream runs.
+and malloc's free pages returned to the system once no stream runs.
 
 A stream leaves reference cycles behind when it ends: its transcriber and decode worker refer
 to each other, and a dropped connection's exception keeps the frames that read its body, with

@@ -27,6 +27,20 @@ def alive(kinds: tuple[type, ...]) -> dict[int, object]:
     return {id(o): o for o in gc.get_objects() if isinstance(o, kinds)}
 
 
+async def collecting_client(aiohttp_client, settings, speech_model):
+    """A test client of an app with memory.py's cleanup context, as `serve` runs it."""
+    app = create_app(settings, model=speech_model)
+    app.cleanup_ctx.append(memory.collect_periodically)
+    return await aiohttp_client(app)
+
+
+def held_stream(client, held: asyncio.Event) -> asyncio.Future:
+    """A live upload of 3 s of JFK, kept open until `held` is set; its response."""
+    audio = s16le(pcm16k("en_jfk_16k.wav")[: 3 * SAMPLE_RATE])
+    upload = PacedUpload(audio, 2 * SAMPLE_RATE, hold_open=held)
+    return asyncio.ensure_future(client.post(LIVE_URL, data=upload, headers={"Content-Type": RAW_S16LE}))
+
+
 @pytest.fixture
 def automatic_collection_off():
     """Only memory.py's collections run: what they do not free stays."""
@@ -43,17 +57,12 @@ async def test_an_ended_streams_cycles_are_freed_by_the_periodic_collection(
     transcriber and decoder once it has ended (they are held in cycles: without the cleanup
     context below, this test fails with them still alive)."""
     monkeypatch.setattr(memory, "COLLECT_EVERY_S", 0.2)
-    app = create_app(settings, model=speech_model)
-    app.cleanup_ctx.append(memory.collect_periodically)
-    client = await aiohttp_client(app)
+    client = await collecting_client(aiohttp_client, settings, speech_model)
     assert gc.get_freeze_count() > 0  # the start-up objects are left out of every collection
 
     before = alive(KINDS)
     held = asyncio.Event()
-    audio = s16le(pcm16k("en_jfk_16k.wav")[: 3 * SAMPLE_RATE])
-    streaming = asyncio.ensure_future(
-        client.post(LIVE_URL, data=PacedUpload(audio, 2 * SAMPLE_RATE, hold_open=held), headers={"Content-Type": RAW_S16LE})
-    )
+    streaming = held_stream(client, held)
     async with asyncio.timeout(60):  # hang guard: the stream's transcriber and decoder are made
         while {type(o) for key, o in alive(KINDS).items() if key not in before} != set(KINDS):
             await asyncio.sleep(0.05)
@@ -66,9 +75,7 @@ async def test_an_ended_streams_cycles_are_freed_by_the_periodic_collection(
 
 
 async def test_the_start_up_objects_are_unfrozen_when_the_app_stops(aiohttp_client, settings, speech_model):
-    app = create_app(settings, model=speech_model)
-    app.cleanup_ctx.append(memory.collect_periodically)
-    client = await aiohttp_client(app)
+    client = await collecting_client(aiohttp_client, settings, speech_model)
     assert gc.get_freeze_count() > 0
     await client.close()
     assert gc.get_freeze_count() == 0
@@ -79,16 +86,12 @@ async def test_the_heap_is_trimmed_once_the_stream_has_ended_not_while_it_runs(
     aiohttp_client, settings, speech_model, monkeypatch
 ):
     monkeypatch.setattr(memory, "COLLECT_EVERY_S", 0.1)
-    app = create_app(settings, model=speech_model)
-    app.cleanup_ctx.append(memory.collect_periodically)
-    client = await aiohttp_client(app)
+    client = await collecting_client(aiohttp_client, settings, speech_model)
+    app = client.app
     trims = app[memory.TRIMS]
 
     held = asyncio.Event()
-    audio = s16le(pcm16k("en_jfk_16k.wav")[: 3 * SAMPLE_RATE])
-    streaming = asyncio.ensure_future(
-        client.post(LIVE_URL, data=PacedUpload(audio, 2 * SAMPLE_RATE, hold_open=held), headers={"Content-Type": RAW_S16LE})
-    )
+    streaming = held_stream(client, held)
     async with asyncio.timeout(60):  # hang guard: the stream is admitted
         while app[ADMISSION].active == 0:
             await asyncio.sleep(0.05)
