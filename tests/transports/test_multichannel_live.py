@@ -1,5 +1,5 @@
-"""multichannel=true on live streams: the shared call over the WebSocket (interleaved PCM and
-µ-law) and the live HTTP upload, each channel transcribed on its own."""
+"""multichannel=true on live streams: the shared call over the WebSocket (interleaved PCM) and
+the live HTTP upload, each channel transcribed on its own."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from aiohttp import WSMsgType
 
 from stream_server.app import create_app
 from stream_server.transports.appkeys import ADMISSION
-from tests.calls import CALL_RATE, call_s16, interleaved_pcm, mulaw
+from tests.calls import CALL_RATE, call_s16, interleaved_pcm
 from tests.conftest import audio_path
 from tests.live_helpers import PacedUpload, of_type, read_sse
 from tests.speech import channel_references, leaked_words, offline_call_wer, wer
@@ -60,11 +60,11 @@ async def stream_call(client, encoding: str, data: bytes, width: int, query: str
     return events
 
 
-@pytest.mark.parametrize(("encoding", "width"), [("pcm_s16le", 2), ("mulaw", 1)])
-async def test_the_call_over_the_websocket_gives_each_channel_its_own_words(client, speech_model, encoding, width):
-    rows = call_s16()
-    data = interleaved_pcm(rows) if encoding == "pcm_s16le" else mulaw(rows)
-    events = await stream_call(client, encoding, data, width, "&channel_labels=agent,customer")
+async def test_the_call_over_the_websocket_gives_each_channel_its_own_words(client, speech_model):
+    """Interleaved PCM; the same call in µ-law, two channels, is the Twilio replay's
+    (test_twilio_api.py), and µ-law frames over this WebSocket are test_websocket_api.py's."""
+    encoding, width = "pcm_s16le", 2
+    events = await stream_call(client, encoding, interleaved_pcm(call_s16()), width, "&channel_labels=agent,customer")
     assert events[0]["type"] == "session.created" and events[0]["channel_labels"] == ["agent", "customer"]
     done = events[-1]
     assert done["type"] == "transcript.text.done"
