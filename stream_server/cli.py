@@ -105,8 +105,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
             settings.host,
             settings.port,
         )
+    from stream_server.memory import cap_malloc_arenas, collect_periodically
+
+    cap_malloc_arenas(env)  # before the model's and the decoders' threads start
     from stream_server.app import create_app  # imported late: it pulls in the model libraries
-    from stream_server.memory import collect_periodically
     from stream_server.transports.access_log import AccessLogger
 
     app = create_app(settings)

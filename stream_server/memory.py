@@ -22,7 +22,15 @@ live window's call took 1.15 s instead of 0.83 s (BENCHMARKS.md, thirteenth sess
 What is freed into malloc's arenas stays resident until malloc_trim hands the free pages back:
 that is done after a collection when no live stream runs (and some ran since the last trim, or
 the collection freed something): over 8 rounds of the storm RSS read 321-346 MB against the
-idle server's 278, creeping 2-4 MB a round after the second (main before: 398-606 and climbing)."""
+idle server's 278, creeping 2-4 MB a round after the second (main before: 398-606 and climbing).
+
+That creep was malloc's per-thread arenas, not Python objects (tracemalloc read 35.9 MB after
+every round): each thread that allocates (the decode slots, FFmpeg's decoder threads, ONNX
+Runtime's) may take an arena of its own, up to 8 per core, and each keeps its own fragments.
+`serve` caps them at MALLOC_ARENAS before the model loads: over 8 rounds RSS read 225-243 MB
+against 215 idle, the other anonymous memory 77-79 MB throughout (uncapped, the same day:
+343-366 against 316, climbing), and concurrent decodes cost the same (scripts/bench_slots.py,
+two at once: 0.60 s either way)."""
 
 from __future__ import annotations
 
@@ -31,13 +39,18 @@ import ctypes
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from aiohttp import web
 
 from stream_server.engine.admission import Admission
 from stream_server.transports.appkeys import ADMISSION
 
+MALLOC_ARENAS = 2
+"""glibc malloc arenas the process may have (M_ARENA_MAX); the MALLOC_ARENA_MAX environment
+variable, where set, is left to rule."""
+M_ARENA_MAX = -8
+"""mallopt's parameter number for the arena cap (glibc's malloc.h)."""
 COLLECT_EVERY_S = 5.0
 """Seconds between full collections: an ended stream's memory waits at most this long."""
 log = logging.getLogger(__name__)
@@ -51,11 +64,21 @@ def collect() -> int:
     return freed
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
+def _libc_function(name: str) -> Callable[..., int] | None:
+    """A glibc malloc function, or None on a C library without it (musl, macOS)."""
     try:
-        return ctypes.CDLL(None).malloc_trim
+        return getattr(ctypes.CDLL(None), name)
     except AttributeError:
         return None
+
+
+def cap_malloc_arenas(env: Mapping[str, str]) -> bool:
+    """Cap malloc's arenas at MALLOC_ARENAS, before the threads that would take more start;
+    whether it was done (not where MALLOC_ARENA_MAX is set, nor without glibc)."""
+    mallopt = _libc_function("mallopt")
+    if "MALLOC_ARENA_MAX" in env or mallopt is None:
+        return False
+    return bool(mallopt(M_ARENA_MAX, MALLOC_ARENAS))
 
 
 class Trims:
@@ -65,7 +88,7 @@ class Trims:
     (glibc only)."""
 
     def __init__(self, admission: Admission) -> None:
-        self._admission, self._trim = admission, _malloc_trim()
+        self._admission, self._trim = admission, _libc_function("malloc_trim")
         self._admitted = admission.admitted
         self.count = 0
 

@@ -1,12 +1,16 @@
 """memory.py: a live stream's cyclic garbage (its transcriber, its FFmpeg decoder) is freed by
 the periodic full collection, not left for CPython's rare ones; the start-up objects are frozen
-while the app runs; the heap is trimmed once the streams have ended, not while one runs."""
+while the app runs; the heap is trimmed once the streams have ended, not while one runs; the
+threads share a capped number of malloc arenas."""
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
 import gc
+import os
+import subprocess
+import sys
 import weakref
 
 import pytest
@@ -103,3 +107,42 @@ async def test_the_heap_is_trimmed_once_the_stream_has_ended_not_while_it_runs(
     async with asyncio.timeout(30):  # hang guard: a collection after its end trims
         while trims.count == before:
             await asyncio.sleep(0.05)
+
+
+ARENAS_OF_EIGHT_THREADS = """
+import ctypes, sys, tempfile, threading
+from stream_server.memory import cap_malloc_arenas
+capped = cap_malloc_arenas({} if sys.argv[1] == "cap" else {"MALLOC_ARENA_MAX": ""})
+both = threading.Barrier(9)
+def allocate():
+    held = [bytearray(1000) for _ in range(1000)]
+    both.wait()
+    both.wait()
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for thread in threads:
+    thread.start()
+both.wait()
+libc = ctypes.CDLL(None)
+libc.fopen.restype = ctypes.c_void_p
+with tempfile.NamedTemporaryFile() as report:
+    out = ctypes.c_void_p(libc.fopen(report.name.encode(), b"w"))
+    libc.malloc_info(0, out)
+    libc.fclose(out)
+    print(capped, open(report.name).read().count("<heap nr="))
+both.wait()
+"""
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "malloc_info"), reason="glibc's malloc only")
+@pytest.mark.parametrize("mode", ["cap", "MALLOC_ARENA_MAX set"])
+def test_eight_allocating_threads_share_the_capped_arenas(mode):
+    """What `serve` does before its threads start: eight threads that allocate at once share
+    MALLOC_ARENAS arenas (uncapped, each takes its own); an operator's MALLOC_ARENA_MAX wins."""
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    command = [sys.executable, "-c", ARENAS_OF_EIGHT_THREADS, mode]
+    run = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    capped, arenas = run.stdout.split()
+    if mode == "cap":
+        assert (capped, int(arenas)) == ("True", memory.MALLOC_ARENAS)
+    else:
+        assert capped == "False" and int(arenas) > memory.MALLOC_ARENAS
