@@ -32,9 +32,11 @@ def settings(settings):
     return replace(settings, stream_max_queue_s=120.0, max_messages_per_s=1e6)
 
 
-async def stream_call(client, encoding: str, data: bytes, width: int, query: str = "") -> list[dict]:
-    """The call sent over the WebSocket in 100 ms frames at SPEED times real time, then `close`."""
-    url = f"/v1/audio/stream?encoding={encoding}&sample_rate={CALL_RATE}&channels=2&multichannel=true{query}"
+async def stream_call(client, query: str) -> list[dict]:
+    """The call sent over the WebSocket as interleaved 16-bit PCM, in 100 ms frames at SPEED
+    times real time, then `close`."""
+    data = interleaved_pcm(call_s16())
+    url = f"/v1/audio/stream?encoding=pcm_s16le&sample_rate={CALL_RATE}&channels=2&multichannel=true{query}"
     ws = await client.ws_connect(url)
     events: list[dict] = []
 
@@ -44,7 +46,7 @@ async def stream_call(client, encoding: str, data: bytes, width: int, query: str
             events.append(json.loads(message.data))
 
     received = asyncio.ensure_future(receive())
-    frame = CALL_RATE // 10 * 2 * width
+    frame = CALL_RATE // 10 * 2 * 2  # 100 ms of two channels, 2 bytes a sample
     loop = asyncio.get_running_loop()
     started = loop.time()
     async with asyncio.timeout(CALL_BOUND_S):
@@ -63,8 +65,7 @@ async def stream_call(client, encoding: str, data: bytes, width: int, query: str
 async def test_the_call_over_the_websocket_gives_each_channel_its_own_words(client, speech_model):
     """Interleaved PCM; the same call in µ-law, two channels, is the Twilio replay's
     (test_twilio_api.py), and µ-law frames over this WebSocket are test_websocket_api.py's."""
-    encoding, width = "pcm_s16le", 2
-    events = await stream_call(client, encoding, interleaved_pcm(call_s16()), width, "&channel_labels=agent,customer")
+    events = await stream_call(client, "&channel_labels=agent,customer")
     assert events[0]["type"] == "session.created" and events[0]["channel_labels"] == ["agent", "customer"]
     done = events[-1]
     assert done["type"] == "transcript.text.done"
@@ -74,7 +75,7 @@ async def test_the_call_over_the_websocket_gives_each_channel_its_own_words(clie
     for channel, other in ((0, 1), (1, 0)):
         assert not leaked_words(texts[channel], refs[channel], refs[other]), (channel, texts[channel])
         live_wer = wer(refs[channel], texts[channel])
-        print(f"{encoding} channel {channel}: live WER {live_wer:.3f}, offline alone {offline[channel]:.3f}")
+        print(f"pcm_s16le channel {channel}: live WER {live_wer:.3f}, offline alone {offline[channel]:.3f}")
         assert live_wer <= 1.3 * offline[channel] + 0.02, (channel, texts[channel])
         deltas = "".join(e["delta"] for e in events if e["type"] == "transcript.text.delta" and e["channel"] == channel)
         assert deltas.strip() == texts[channel]
