@@ -298,14 +298,21 @@ async def simulate(
 
 def stream_options(assignments: list[str]) -> StreamOptions:
     """StreamOptions with `field=value` assignments, each value parsed as its default's type
-    (`none` for None)."""
+    (`none` for None; a flag `true` or `false`)."""
     options = StreamOptions()
     for assignment in assignments:
         name, _, value = assignment.partition("=")
         default = getattr(options, name)
-        parse = float if default is None else type(default)
+        parse = float if default is None else _flag if isinstance(default, bool) else type(default)
         options = replace(options, **{name: None if value == "none" else parse(value)})
     return options
+
+
+def _flag(value: str) -> bool:
+    """`bool("false")` is True: a flag is spelt out."""
+    if value.lower() not in ("true", "false"):
+        raise ValueError(f"a flag is true or false, not {value!r}")
+    return value.lower() == "true"
 
 
 def main() -> None:
