@@ -50,6 +50,10 @@ class PackOptions:
     window a free slot takes has already waited this long for one: the server is behind, and
     finals share calls too (unprompted, they cost some accuracy) rather than every stream
     falling further behind. None: finals always run alone."""
+    finals_slot: bool = True
+    """With two or more slots, partials may hold all but one: the last is left to utterance
+    finals, which then start at their pause instead of queueing behind other streams' partials,
+    and the partials that wait share calls (under load, more of them in each)."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,6 +15,9 @@ letting every stream's lag grow.
 
 File work never takes the last slot (with two or more): a file's decode is one model call that
 may run for minutes, and two of them on two slots would leave a live stream no decode at all.
+With packing on, live partials do not take it either (`PackOptions.finals_slot`): an
+utterance's final then starts at its pause instead of waiting for another stream's partial to
+end, and the partials that wait meanwhile share the next call.
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ class DecodeScheduler:
         self._queue: list[_Job] = []
         self._busy = 0
         self._busy_batch = 0
+        self._busy_partial = 0
+        """Slots running a live partial's call (its lead window is not a final)."""
         self.batch_slots = max(1, slots - 1)
         """The slots file work may hold at once: one stays for live streams."""
         self._order = itertools.count()
@@ -128,16 +133,30 @@ class DecodeScheduler:
         return await job.future
 
     def _dispatch(self) -> None:
-        while self._busy < self.slots and self._queue:
-            job = heapq.heappop(self._queue)
-            if job.future.cancelled():  # its stream went away while it waited
-                continue
-            if job.priority == BATCH and self._busy_batch >= self.batch_slots:
-                heapq.heappush(self._queue, job)  # live jobs sort first: all that is left is file work
+        while self._busy < self.slots:
+            job = self._next_job()
+            if job is None:
                 return
             self._busy += 1
             self._busy_batch += job.priority == BATCH
+            self._busy_partial += _is_partial(job)
             asyncio.ensure_future(self._execute([job, *self._companions(job)]))
+
+    def _next_job(self) -> _Job | None:
+        """Take the most urgent queued job that may start now: file work never takes the last
+        slot, and live partials not the one left to finals (`PackOptions.finals_slot`)."""
+        self._queue = [job for job in self._queue if not job.future.cancelled()]  # streams gone
+        heapq.heapify(self._queue)
+        partial_slots = self.slots - 1 if self.packing is not None and self.packing.finals_slot else self.slots
+        for job in sorted(self._queue):
+            if job.priority == BATCH and self._busy_batch >= self.batch_slots:
+                continue
+            if _is_partial(job) and self._busy_partial >= max(1, partial_slots):
+                continue
+            self._queue.remove(job)
+            heapq.heapify(self._queue)
+            return job
+        return None
 
     def _companions(self, lead: _Job) -> list[_Job]:
         """Take the queued windows that share the lead window's call off the queue."""
@@ -198,4 +217,9 @@ class DecodeScheduler:
                 self.packed_windows += len(jobs)
             self._busy -= 1
             self._busy_batch -= lead.priority == BATCH
+            self._busy_partial -= _is_partial(lead)
             self._dispatch()
+
+
+def _is_partial(job: _Job) -> bool:
+    return job.window is not None and not job.final

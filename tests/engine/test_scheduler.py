@@ -212,6 +212,36 @@ async def test_finals_run_alone_with_their_prompt_until_the_server_is_behind_the
     assert model.calls == [(8.0, None)]  # one call for all three, unprompted
 
 
+async def test_partials_leave_the_last_slot_to_finals():
+    """Two slots: one stream's partial holds the first; another's partial waits rather than take
+    the second, so that a final asked for meanwhile starts at once."""
+    model, gate = ToneModel(), threading.Event()
+
+    def transcribe(audio: np.ndarray, options: TranscribeOptions) -> Transcription:
+        if audio[0] == level(1)[0]:
+            gate.wait(5)
+        return model.transcribe(audio, options)
+
+    scheduler = DecodeScheduler(ThreadPoolExecutor(3), slots=2, packing=PackOptions(gap_s=1.0, gap_noise=0.0))
+    held = asyncio.ensure_future(scheduler.run_window(transcribe, level(1), OPTIONS, deadline=1.0))
+    await asyncio.sleep(0.05)
+    waiting = asyncio.ensure_future(scheduler.run_window(transcribe, level(2), OPTIONS, deadline=2.0))
+    await asyncio.sleep(0.05)
+    assert (scheduler.busy, scheduler.queue_depth) == (1, 1)
+    final = await scheduler.run_window(transcribe, level(3), replace(OPTIONS, prompt="before"), deadline=3.0, final=True)
+    assert final.text == "w3" and not waiting.done()
+    gate.set()
+    assert [(await held).text, (await waiting).text] == ["w1", "w2"]
+
+    unreserved = DecodeScheduler(ThreadPoolExecutor(2), slots=2, packing=PackOptions(finals_slot=False))
+    gate.clear()
+    first = asyncio.ensure_future(unreserved.run_window(transcribe, level(1), OPTIONS, deadline=1.0))
+    await asyncio.sleep(0.05)
+    assert (await unreserved.run_window(transcribe, level(2), OPTIONS, deadline=2.0)).text == "w2"  # the second slot
+    gate.set()
+    await first
+
+
 async def test_admission_counts_the_decode_time_of_finals_only():
     model = ToneModel()
     scheduler = DecodeScheduler(ThreadPoolExecutor(2), slots=1, packing=PackOptions())
