@@ -74,6 +74,9 @@ class DecodeScheduler:
         """Slots running a live partial's call (its lead window is not a final)."""
         self.batch_slots = max(1, slots - 1)
         """The slots file work may hold at once: one stays for live streams."""
+        self.partial_slots = max(1, slots - 1) if packing is not None and packing.finals_slot else slots
+        """The slots live partials may hold at once: with `PackOptions.finals_slot`, one stays
+        for utterance finals."""
         self._order = itertools.count()
         self.decode_seconds = 0.0
         """Wall seconds spent in model calls, summed over slots."""
@@ -143,20 +146,20 @@ class DecodeScheduler:
             asyncio.ensure_future(self._execute([job, *self._companions(job)]))
 
     def _next_job(self) -> _Job | None:
-        """Take the most urgent queued job that may start now: file work never takes the last
-        slot, and live partials not the one left to finals (`PackOptions.finals_slot`)."""
-        self._queue = [job for job in self._queue if not job.future.cancelled()]  # streams gone
-        heapq.heapify(self._queue)
-        partial_slots = self.slots - 1 if self.packing is not None and self.packing.finals_slot else self.slots
-        for job in sorted(self._queue):
-            if job.priority == BATCH and self._busy_batch >= self.batch_slots:
-                continue
-            if _is_partial(job) and self._busy_partial >= max(1, partial_slots):
-                continue
+        """Take the most urgent queued job that may start now, dropping those whose stream went
+        away."""
+        self._queue = [job for job in self._queue if not job.future.cancelled()]
+        job = min((job for job in self._queue if self._may_start(job)), default=None)
+        if job is not None:
             self._queue.remove(job)
-            heapq.heapify(self._queue)
-            return job
-        return None
+        heapq.heapify(self._queue)
+        return job
+
+    def _may_start(self, job: _Job) -> bool:
+        """File work never takes the last slot, and live partials not the one left to finals."""
+        if job.priority == BATCH:
+            return self._busy_batch < self.batch_slots
+        return not _is_partial(job) or self._busy_partial < self.partial_slots
 
     def _companions(self, lead: _Job) -> list[_Job]:
         """Take the queued windows that share the lead window's call off the queue."""
