@@ -9,7 +9,8 @@ clock, the streams starting `--stagger` s apart, through the production path: Li
 TranscriptionService.window_decoder, DecodeScheduler (its slots, deadline order and packing).
 Decodes are real; each model call costs a fixed virtual time (a partial, an utterance's final,
 plus `--piece-cost` per extra window in a packed call), so the outcome depends only on the
-policy and the cost model, not on the machine's load.
+policy and the cost model, not on the machine's load. `--calibrate` measures the cost model on
+this machine first (`measured_costs`): the defaults are an older, slower machine's.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -45,7 +46,8 @@ from stream_server.engine.packing import PackOptions, decode_packed  # noqa: E40
 from stream_server.decoder.results import Transcription  # noqa: E402
 from stream_server.engine.stream import LiveTranscriber, StreamOptions, WindowDecoder  # noqa: E402
 from stream_server.events import Event, StreamDone, UtteranceDone  # noqa: E402
-from stream_server.service import TranscriptionService  # noqa: E402
+from stream_server.decoder.whisper import SpeechModel  # noqa: E402
+from stream_server.service import TranscriptionService, window_options  # noqa: E402
 from stream_server.settings import Settings  # noqa: E402
 
 CHUNK_S = 0.1
@@ -63,6 +65,11 @@ class Costs:
     encodes again from the last timestamp when a window's text ends early) plus `per_word` per
     word it decoded, instead of the fixed costs above."""
 
+    def __str__(self) -> str:
+        if self.per_pass:
+            return f"{self.per_pass:.3f} s per encoder pass + {self.per_word:.4f} s per word"
+        return f"partial {self.partial:g} s, final {self.final:g} s, +{self.piece:g} s per packed window"
+
     def of(self, fn: Callable, args: tuple, final: bool, result: object, passes: int) -> float:
         if self.per_pass:
             results = result if isinstance(result, list) else [result]
@@ -71,6 +78,34 @@ class Costs:
         if fn is decode_packed:
             return self.partial + self.piece * (len(args[1]) - 1)
         return self.final if final else self.partial
+
+
+def measured_costs(model: SpeechModel, audio: np.ndarray, repeats: int = 8) -> tuple[Costs, float]:
+    """This machine's cost model and slowdown: live-style calls on the feed's first 2 s and
+    first 12 s, each timed `repeats` times after two of warm-up (medians), give an encoder pass
+    and a decoded word (two unknowns, two windows); the long window decoded twice at once, what
+    a call costs more while another runs."""
+
+    def decode(window: np.ndarray) -> tuple[float, int]:
+        started = time.perf_counter()
+        result = model.transcribe(window, window_options("en", None, seconds=len(window) / SAMPLE_RATE))
+        return time.perf_counter() - started, sum(len(segment.words) for segment in result.segments)
+
+    def median_wall(window: np.ndarray, pool: ThreadPoolExecutor | None = None) -> tuple[float, int]:
+        walls, words = [], 0
+        for _ in range(repeats + 2):
+            results = list(pool.map(decode, [window, window])) if pool else [decode(window)]
+            walls += [wall for wall, _ in results]
+            words = results[0][1]
+        return statistics.median(walls[2 * len(results) :]), words
+
+    short, long = audio[: 2 * SAMPLE_RATE], audio[: 12 * SAMPLE_RATE]
+    (short_wall, short_words), (long_wall, long_words) = median_wall(short), median_wall(long)
+    per_word = max(0.0, (long_wall - short_wall) / max(1, long_words - short_words))
+    per_pass = max(0.0, short_wall - per_word * short_words)
+    with ThreadPoolExecutor(2) as pool:
+        shared_wall, _ = median_wall(long, pool)
+    return Costs(0.0, 0.0, 0.0, per_pass, per_word), shared_wall / long_wall
 
 
 class EncoderPasses:
@@ -342,22 +377,27 @@ def main() -> None:
     parser.add_argument(
         "--set", action="append", default=[], metavar="FIELD=VALUE", help="a StreamOptions field, e.g. sure_probability=0.9 (repeat)"
     )
+    parser.add_argument("--calibrate", action="store_true", help="measure --per-pass, --per-word and --slowdown on this machine first")
     parser.add_argument("--alone", action="store_true", help="also decode each of the N feeds as the only stream (the single-stream WER)")
     args = parser.parse_args()
     # the virtual executor makes one model call at a time: give it every core (only wall time changes)
     model = load_model(Settings(data_dir=Path("/tmp/stream-server-sim"), model=args.model, cpu_threads=os.cpu_count() or 1))
     costs = Costs(args.partial_cost, args.final_cost, args.piece_cost, args.per_pass, args.per_word)
+    slowdown = args.slowdown
+    if args.calibrate:
+        costs, slowdown = measured_costs(model, rotations(args.audio, 1)[0].audio)
+        print(f"measured here: --per-pass {costs.per_pass:.3f} --per-word {costs.per_word:.4f} --slowdown {slowdown:.2f}")
     finals_after = args.finals_after if args.finals_after >= 0 else None
     packing = PackOptions(args.gap, args.gap_noise, args.max_seconds, args.max_pieces, args.prompt, finals_after)
     modes = {"on": [packing], "off": [None], "both": [None, packing]}[args.packing]
-    print(f"{args.slots} slots; costs: partial {costs.partial:g} s, final {costs.final:g} s, +{costs.piece:g} s per packed window; {packing}")
+    print(f"{args.slots} slots; costs: {costs}, x{slowdown:.2f} while another call runs; {packing}")
     print(HEADER)
 
     options = stream_options(args.set)
     print(options)
 
     def run(feeds: list[Feed], mode: PackOptions | None, stagger: float) -> Outcome:
-        return asyncio.run(simulate(model, feeds, args.slots, mode, costs, stagger, options=options, slowdown=args.slowdown))
+        return asyncio.run(simulate(model, feeds, args.slots, mode, costs, stagger, options=options, slowdown=slowdown))
 
     for n in args.streams:
         feeds = rotations(args.audio, n)
