@@ -194,14 +194,16 @@ class _WhisperModel(WhisperModel):
 
     def first_window(self, segments: Iterator[Any]) -> Iterator[Any]:
         """`segments` (lazy, from `transcribe`, whose language detection is done by now) up to
-        the end of the first window: its encoder pass is the last one allowed."""
+        the end of the first window: its encoder pass is the last one allowed. A decode nested
+        in the iteration (skipped speech decoded again) leaves the outer one's budget as it was."""
+        outer = getattr(self._passes_left, "value", None)
         self._passes_left.value = 1
         try:
             yield from segments
         except _NextWindow:
             return
         finally:
-            self._passes_left.value = None
+            self._passes_left.value = outer
 
     def encode(self, features: np.ndarray) -> ctranslate2.StorageView:
         left = getattr(self._passes_left, "value", None)

@@ -82,3 +82,20 @@ def test_one_window_decodes_in_one_encoder_pass(speech_model, monkeypatch):
             assert len(passes) > 1  # the premise: without it, the tail is encoded again
     assert words[True][-2:] == ["for", "you"]
     assert words[True] == words[False][: len(words[True])]
+
+
+def test_a_nested_one_window_decode_leaves_the_outer_budget(speech_model, monkeypatch):
+    """Skipped speech decoded again inside a one-window decode's iteration has a budget of its
+    own; once it is done, the outer decode still may not encode a second window."""
+    monkeypatch.setattr(WhisperModel, "encode", lambda model, features: None)
+    model = speech_model._model
+
+    def segments(inner: bool):
+        model.encode(None)
+        yield "first"
+        if inner:
+            assert list(model.first_window(segments(inner=False))) == ["first"]
+        model.encode(None)  # the outer decode's second window: past its budget
+        yield "second"
+
+    assert list(model.first_window(segments(inner=True))) == ["first"]
