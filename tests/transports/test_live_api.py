@@ -182,8 +182,8 @@ async def test_no_text_in_the_noise_stretch_of_the_dev_feed(client):
 
 async def test_concurrent_streams_packed_into_shared_calls_keep_their_own_words(aiohttp_client, settings, speech_model):
     """Three streams on one decode slot: their partial windows queue, and are packed together.
-    (Each stream's phrase leaves out the words tiny.en mishears live when timing varies: "Ask
-    not! Like your country" for "what", BENCHMARKS.md; WER is measured there, not here.)"""
+    (JFK's phrase starts after "what", which tiny.en sometimes hears as "Like" when the packing,
+    which follows timing, changes its windows: BENCHMARKS.md; WER is measured there, not here.)"""
     app = create_app(replace(settings, decode_slots=1, pack_windows=True, estimate_capacity=False), model=speech_model)
     client = await aiohttp_client(app)
     clips = {
